@@ -1,0 +1,52 @@
+# The two commands of the README are `make run` and `make test`; both set up .venv first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+UV_VERSION := 0.13.9
+export AGENT_PIPELINE_HOME ?= $(CURDIR)/.agent_pipeline
+export MLFLOW_DISABLE_TELEMETRY := true
+export DO_NOT_TRACK := 1
+HOST ?= 127.0.0.1
+PORT ?= 3000
+
+.PHONY: setup run test demo bench lock clean-state help
+
+help:
+	@echo "make setup   build .venv from requirements.lock (idempotent)"
+	@echo "make run     Dagster UI + daemon on http://$(HOST):$(PORT)"
+	@echo "make test    the whole test suite"
+	@echo "make demo    the lifecycle, headless, in a fresh state folder"
+	@echo "make bench   the benchmarks (bench/)"
+
+setup: $(STAMP)
+
+# Rebuilt only when the lock file or the project metadata changes.
+$(STAMP): requirements.lock pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+	$(BIN)/uv pip install --python $(BIN)/python --compile-bytecode --quiet -r requirements.lock
+	$(BIN)/uv pip install --python $(BIN)/python --compile-bytecode --quiet --no-deps -e .
+	# Every Python process of the venv defaults DAGSTER_HOME into AGENT_PIPELINE_HOME (agent_pipeline/_home.py).
+	echo "import agent_pipeline._home" > "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/zz_agent_pipeline_home.pth"
+	touch $(STAMP)
+
+run: setup
+	$(BIN)/dagster dev -w workspace.yaml -h $(HOST) -p $(PORT)
+
+test: setup
+	$(BIN)/python -m pytest -n 2 --dist loadfile
+
+demo: setup
+	$(BIN)/python -m agent_pipeline.demo
+
+bench: setup
+	$(BIN)/python -m bench
+
+# Re-resolve the lock file (needs the registry); commit the result.
+lock:
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
+
+clean-state:
+	rm -rf $(AGENT_PIPELINE_HOME)

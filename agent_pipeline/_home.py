@@ -1,0 +1,34 @@
+"""Point ``DAGSTER_HOME`` into ``AGENT_PIPELINE_HOME`` for every Python process of the venv.
+
+``make setup`` installs a one-line ``.pth`` file that imports this module at interpreter start,
+so ``dagster``, ``dagster-daemon``, ``agent-pipeline`` and Dagster's step subprocesses all see
+the same instance without anyone exporting variables. An explicit ``DAGSTER_HOME`` wins.
+The instance's ``dagster.yaml`` is copied from the repository root when missing or outdated.
+Kept tiny and import-free beyond the standard library: it runs in every process.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def apply() -> None:
+    root = Path(__file__).resolve().parents[1]
+    home = Path(os.environ.get("AGENT_PIPELINE_HOME") or root / ".agent_pipeline").resolve()
+    if not os.environ.get("DAGSTER_HOME"):
+        os.environ["DAGSTER_HOME"] = str(home / "dagster")
+    target = Path(os.environ["DAGSTER_HOME"])
+    source = root / "dagster.yaml"
+    try:
+        wanted = source.read_text()
+        if not (target / "dagster.yaml").is_file() or (target / "dagster.yaml").read_text() != wanted:
+            target.mkdir(parents=True, exist_ok=True)
+            tmp = target / f".dagster.yaml.{os.getpid()}"
+            tmp.write_text(wanted)
+            os.replace(tmp, target / "dagster.yaml")
+    except OSError:
+        pass  # read-only or missing checkout: Dagster then reports the instance problem itself
+
+
+apply()

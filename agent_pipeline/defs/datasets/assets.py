@@ -1,0 +1,104 @@
+"""Dataset assets: training and validation splits, the golden set, the synthetic variants.
+
+Each asset loads its file in the project's dataset schema (``lib/datasets.py``), records a
+content hash as its data version, and describes itself; the Great Expectations checks in
+``checks.py`` judge it before anything downstream runs.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+import pandas as pd
+
+from agent_pipeline.defs.resources import RouterFiles, StateFolder
+from agent_pipeline.lib import datasets, feedback
+from agent_pipeline.lib.synthetic import generate_variants
+
+OWNERS = ["team:ml-platform"]
+
+
+def dataset_output(df: pd.DataFrame, source: str, extra: dict | None = None) -> dg.Output:
+    """The Output of a dataset asset: the frame, its data version and a description of it."""
+    df.attrs["source"] = source
+    version = datasets.fingerprint(df)
+    counts = df["label"].value_counts() if "label" in df.columns else pd.Series(dtype=int)
+    metadata = {
+        "source": dg.MetadataValue.text(source),
+        "dagster/row_count": len(df),
+        "n_labels": int(counts.size),
+        "n_fallback_expected": int((df.get("expected_route", pd.Series(dtype=str)) == "fallback").sum()),
+        "n_critical": int(datasets.has_tag(df["tags"], "critical").sum()) if "tags" in df.columns else 0,
+        "data_version": version,
+        "dagster/column_schema": dg.TableSchema(
+            columns=[dg.TableColumn(str(c), str(t)) for c, t in df.dtypes.items()]
+        ),
+        "preview": dg.MetadataValue.md(df.head(10).to_markdown(index=False) if len(df) else "(empty)"),
+        **(extra or {}),
+    }
+    return dg.Output(df, metadata=metadata, data_version=dg.DataVersion(version))
+
+
+@dg.asset(group_name="datasets", kinds={"pandas", "csv"}, owners=OWNERS)
+def training_examples(files: RouterFiles, state: StateFolder) -> dg.Output[pd.DataFrame]:
+    """Router training data: the curated training file plus human-reviewed production feedback.
+
+    Reviewed traffic rows (``inference_log`` rows whose ``reviewed_label`` a person set) are
+    appended with ``source=feedback``, so retraining after drift learns from what users asked.
+    """
+    registry = files.registry()
+    curated = datasets.load_dataset(files.train_path, registry, id_prefix="train")
+    curated["source"] = "curated"
+    reviewed = feedback.reviewed_examples(state.path, registry, exclude_texts=curated["text"])
+    df = pd.concat([curated, reviewed], ignore_index=True) if len(reviewed) else curated
+    return dataset_output(
+        df, files.train_path, {"n_curated": len(curated), "n_feedback": len(reviewed)}
+    )
+
+
+@dg.asset(group_name="datasets", kinds={"pandas", "csv"}, owners=OWNERS)
+def validation_examples(files: RouterFiles) -> dg.Output[pd.DataFrame]:
+    """Held-out validation split: tunes the confidence threshold and seeds synthetic variants."""
+    df = datasets.load_dataset(files.validation_path, files.registry(), id_prefix="val")
+    return dataset_output(df, files.validation_path)
+
+
+@dg.asset(group_name="datasets", kinds={"pandas", "csv"}, owners=OWNERS)
+def golden_eval_set(files: RouterFiles) -> dg.Output[pd.DataFrame]:
+    """Hand-curated golden cases with expected routes; those tagged ``critical`` gate promotion."""
+    df = datasets.load_dataset(files.golden_path, files.registry(), id_prefix="golden")
+    return dataset_output(df, files.golden_path)
+
+
+@dg.asset(group_name="datasets", kinds={"pandas"}, owners=OWNERS)
+def synthetic_eval_set(
+    files: RouterFiles,
+    golden_eval_set: pd.DataFrame,
+    validation_examples: pd.DataFrame,
+    training_examples: pd.DataFrame,
+) -> dg.Output[pd.DataFrame]:
+    """Seeded variants (typos, casing, punctuation, filler, word order) that keep the expected route.
+
+    Sources: every golden case and a stratified, seeded sample of validation cases. Rule
+    patterns are protected so rule cases keep firing; variants equal to a training text are
+    dropped, so the set cannot leak.
+    """
+    rules, _ = files.router_settings()
+    n_val = min(files.synthetic_validation_cases, len(validation_examples))
+    val_sample = (
+        validation_examples.sample(frac=1.0, random_state=files.synthetic_seed)
+        .sort_values("label", kind="stable")
+        .groupby("label", group_keys=False)
+        .head(max(1, n_val // max(1, validation_examples["label"].nunique())))
+    )
+    cases = pd.concat([golden_eval_set, val_sample], ignore_index=True)
+    df = generate_variants(
+        cases,
+        seed=files.synthetic_seed,
+        variants_per_case=files.synthetic_variants_per_case,
+        protected_patterns=[p for r in rules for p in r.patterns],
+        exclude_texts=training_examples["text"],
+    )
+    source = f"generated (seed {files.synthetic_seed}) from {files.golden_path} + {len(val_sample)} validation cases"
+    return dataset_output(
+        df, source, {"transforms": dg.MetadataValue.json(df["transform"].value_counts().to_dict())}
+    )

@@ -1,0 +1,175 @@
+"""Evaluation assets: the candidate's evaluation (gated), the champion's (nightly), the baseline."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import dagster as dg
+import pandas as pd
+
+from agent_pipeline.defs.resources import MlflowRegistry, StateFolder
+from agent_pipeline.lib import datasets, evaluation, metrics
+from agent_pipeline.lib.registry import CHAMPION, ModelRegistry, RegistryError, current_user, utc_now
+
+OWNERS = ["team:ml-platform"]
+EVAL_SETS = ("golden_eval_set", "synthetic_eval_set")
+
+
+def evaluation_id(context: dg.AssetExecutionContext, kind: str) -> str:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return f"{stamp}-{kind}-{context.run.run_id[:8]}"
+
+
+def run_evaluation(
+    context: dg.AssetExecutionContext,
+    store: ModelRegistry,
+    version: str,
+    eval_sets: dict[str, pd.DataFrame],
+    kind: str,
+) -> tuple[evaluation.Evaluation, str]:
+    """Evaluate a registered version on the eval sets, save the folder, log an MLflow run."""
+    model = store.load(version=version)
+    ev = evaluation.evaluate(
+        model,
+        {name.removesuffix("_eval_set"): df for name, df in eval_sets.items()},
+        version=version,
+        dataset_versions={name: datasets.fingerprint(df) for name, df in eval_sets.items()},
+    )
+    folder = evaluation.save(ev, evaluation.evaluation_dir(store.home, version, evaluation_id(context, kind)))
+    run_id = store.log_evaluation(
+        version,
+        metrics={**ev.metrics, **ev.latency, **{f"{d}.{k}": v for d, ms in ev.by_dataset.items() for k, v in ms.items()}},
+        params={"kind": kind, "evaluation_id": ev.evaluation_id, **{f"data_version.{k}": v for k, v in ev.dataset_versions.items()}},
+        tags={"kind": kind, "dagster_run_id": context.run.run_id, "fingerprint": ev.fingerprint},
+        files={"evaluation": folder / "items.csv", "": folder / "metrics.json"},
+    )
+    context.log.info("evaluated v%s on %d cases: %s", version, len(ev.items), folder)
+    return ev, run_id
+
+
+def evaluation_metadata(ev: evaluation.Evaluation, store: ModelRegistry, run_id: str) -> dict:
+    """Floats for every metric (plotted across runs), tables as markdown, files as paths."""
+    md = {f"{k}": float(v) for k, v in ev.metrics.items() if v == v}
+    md.update({k: float(v) for k, v in ev.latency.items()})
+    for name, ms in ev.by_dataset.items():
+        md.update({f"{name}.{k}": float(v) for k, v in ms.items() if k in metrics.HEADLINE and v == v})
+    failing = metrics.failing_cases(ev.items)
+    md.update(
+        {
+            "model_version": ev.version,
+            "evaluation_id": ev.evaluation_id,
+            "fingerprint": ev.fingerprint,
+            "items_path": dg.MetadataValue.path(str(ev.path / "items.csv")),
+            "mlflow_run": dg.MetadataValue.url(store.run_url(run_id)),
+            "per_route": dg.MetadataValue.md(ev.per_route.to_markdown(index=False, floatfmt=".3f")),
+            "confusion_matrix": dg.MetadataValue.md(ev.confusion_markdown()),
+            "failing_cases": dg.MetadataValue.md(
+                failing.to_markdown(index=False, floatfmt=".3f") if len(failing) else "none"
+            ),
+        }
+    )
+    return md
+
+
+def summary_value(ev: evaluation.Evaluation, run_id: str) -> dict:
+    return {
+        "version": ev.version,
+        "evaluation_id": ev.evaluation_id,
+        "evaluation_path": str(ev.path),
+        "fingerprint": ev.fingerprint,
+        "metrics": ev.metrics,
+        "latency": ev.latency,
+        "dataset_versions": ev.dataset_versions,
+        "mlflow_run_id": run_id,
+    }
+
+
+@dg.asset(group_name="evaluation", kinds={"mlflow", "pandas"}, owners=OWNERS)
+def candidate_evaluation(
+    context: dg.AssetExecutionContext,
+    mlflow: MlflowRegistry,
+    state: StateFolder,
+    router_candidate: dict,
+    golden_eval_set: pd.DataFrame,
+    synthetic_eval_set: pd.DataFrame,
+) -> dg.Output[dict]:
+    """The candidate routed over the golden and synthetic sets, with item-level results.
+
+    Label accuracy, in-scope accuracy, fallback recall/precision, route accuracy, macro-F1,
+    per-route precision/recall/F1, the confusion matrix, single-request latency and batch
+    throughput. Its blocking checks are the promotion gates.
+    """
+    store = mlflow.open(state.path)
+    ev, run_id = run_evaluation(
+        context, store, router_candidate["version"],
+        {"golden_eval_set": golden_eval_set, "synthetic_eval_set": synthetic_eval_set}, "candidate",
+    )
+    return dg.Output(summary_value(ev, run_id), metadata=evaluation_metadata(ev, store, run_id))
+
+
+@dg.asset(group_name="evaluation", kinds={"mlflow", "pandas"}, owners=OWNERS)
+def champion_evaluation(
+    context: dg.AssetExecutionContext,
+    mlflow: MlflowRegistry,
+    state: StateFolder,
+    golden_eval_set: pd.DataFrame,
+    synthetic_eval_set: pd.DataFrame,
+) -> dg.Output[dict]:
+    """The serving champion re-evaluated on the current eval sets (nightly, and when they change)."""
+    store = mlflow.open(state.path)
+    try:
+        version = store.resolve(alias=CHAMPION)
+    except RegistryError as exc:
+        raise dg.Failure(
+            description=f"{exc}. Promote a candidate first (materialize champion_model).",
+        ) from exc
+    ev, run_id = run_evaluation(
+        context, store, version,
+        {"golden_eval_set": golden_eval_set, "synthetic_eval_set": synthetic_eval_set}, "champion",
+    )
+    return dg.Output(summary_value(ev, run_id), metadata=evaluation_metadata(ev, store, run_id))
+
+
+class BlessConfig(dg.Config):
+    """Which evaluation becomes the baseline, and who says so."""
+
+    version: str = ""  # empty = the current champion
+    blessed_by: str = ""
+    reason: str = ""
+
+
+def bless_latest(store: ModelRegistry, version: str, blessed_by: str, reason: str) -> dict:
+    """Bless the newest saved evaluation of ``version`` (shared by the asset, the CLI, the bootstrap)."""
+    ev = evaluation.latest_evaluation(store.home, version)
+    if ev is None:
+        raise RegistryError(f"version {version} has no saved evaluation under {store.home}/evaluations; evaluate it first")
+    return evaluation.bless(store.home, ev, blessed_by=blessed_by or current_user(), blessed_at=utc_now(), reason=reason)
+
+
+@dg.asset(
+    group_name="evaluation",
+    kinds={"json"},
+    owners=OWNERS,
+    deps=["champion_model"],
+)
+def benchmark_baseline(config: BlessConfig, mlflow: MlflowRegistry, state: StateFolder) -> dg.MaterializeResult:
+    """The blessed metrics and item-level results every candidate is compared with.
+
+    Changes only by an explicit bless (this asset, ``bless_baseline_job`` or ``agent-pipeline
+    bless``), recorded with who and when; the first promotion bootstraps it. Every previous
+    baseline stays under ``baseline/history/``.
+    """
+    store = mlflow.open(state.path)
+    version = store.resolve(version=config.version or None, alias=None if config.version else CHAMPION)
+    info = bless_latest(store, version, config.blessed_by, config.reason)
+    return dg.MaterializeResult(
+        metadata={
+            "model_version": info["version"],
+            "evaluation_id": info["evaluation_id"],
+            "blessed_by": info["blessed_by"],
+            "blessed_at": info["blessed_at"],
+            "evaluation_path": dg.MetadataValue.path(info["evaluation_path"]),
+            **{k: float(v) for k, v in info["metrics"].items() if v == v},
+        },
+        data_version=dg.DataVersion(f"v{info['version']}-{info['fingerprint'][:8]}"),
+    )

@@ -1,0 +1,106 @@
+"""``router_candidate``: fit the router, log it to MLflow, register it as the new candidate."""
+
+from __future__ import annotations
+
+import subprocess
+
+import dagster as dg
+import pandas as pd
+
+from agent_pipeline.defs.resources import MlflowRegistry, RouterFiles, StateFolder
+from agent_pipeline.lib import datasets, settings
+from agent_pipeline.lib.router import train_router
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(settings.PROJECT_ROOT), "rev-parse", "HEAD"],
+            capture_output=True, text=True, timeout=5, check=False,
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+@dg.asset(
+    group_name="training",
+    kinds={"scikitlearn", "mlflow"},
+    owners=["team:ml-platform"],
+    code_version="fast-tfidf-lr-1",
+)
+def router_candidate(
+    context: dg.AssetExecutionContext,
+    files: RouterFiles,
+    mlflow: MlflowRegistry,
+    state: StateFolder,
+    training_examples: pd.DataFrame,
+    validation_examples: pd.DataFrame,
+) -> dg.Output[dict]:
+    """A freshly trained router, registered in MLflow with the ``candidate`` alias.
+
+    Rules and the agent map come from the config files; the classifier is fitted on
+    ``training_examples`` and its confidence threshold tuned on ``validation_examples``. The
+    MLflow run records params, validation metrics, the threshold curve, the data versions of
+    both datasets, the git commit and the Dagster run id.
+    """
+    rules, train_settings = files.router_settings()
+    registry_cfg = files.registry()
+    router, report = train_router(training_examples, validation_examples, registry_cfg, rules, train_settings)
+    curve = report.pop("threshold_curve")
+    data_versions = {
+        "training_examples": datasets.fingerprint(training_examples),
+        "validation_examples": datasets.fingerprint(validation_examples),
+    }
+    store = mlflow.open(state.path)
+    logged = store.log_router(
+        router,
+        params={
+            "tier": "fast",
+            "C": train_settings.c,
+            "max_iter": train_settings.max_iter,
+            "seed": train_settings.seed,
+            "threshold_objective": train_settings.threshold_objective,
+            "rules": ",".join(r.name for r in rules),
+            **{f"data_version.{k}": v for k, v in data_versions.items()},
+        },
+        metrics={k: v for k, v in report.items() if isinstance(v, (int, float))},
+        tags={
+            "git_commit": git_commit(),
+            "dagster_run_id": context.run.run_id,
+            "training_examples_version": data_versions["training_examples"],
+            "validation_examples_version": data_versions["validation_examples"],
+        },
+        artifacts={
+            "threshold_curve.csv": curve,
+            "agents.json": registry_cfg.to_dict(),
+            "router.json": router.describe(),
+        },
+    )
+    context.log.info(
+        "registered %s version %s (threshold %.2f, val in-scope %.3f, fallback recall %.3f)",
+        store.model_name, logged["version"], report["threshold"], report["val_in_scope_accuracy"],
+        report["val_fallback_recall"],
+    )
+    value = {**logged, "model_name": store.model_name, "threshold": report["threshold"], "data_versions": data_versions}
+    return dg.Output(
+        value,
+        metadata={
+            "model_version": logged["version"],
+            "mlflow_run": dg.MetadataValue.url(store.run_url(logged["run_id"])),
+            "mlflow_model_version": dg.MetadataValue.url(store.version_url(logged["version"])),
+            "model_uri": logged["model_uri"],
+            "threshold": float(report["threshold"]),
+            "val_in_scope_accuracy": float(report["val_in_scope_accuracy"]),
+            "val_fallback_recall": float(report["val_fallback_recall"]),
+            "val_fallback_precision": float(report["val_fallback_precision"]),
+            "val_label_accuracy": float(report["val_label_accuracy"]),
+            "fit_seconds": float(report["fit_seconds"]),
+            "n_train": int(report["n_train"]),
+            "n_labels": int(report["n_labels"]),
+            "threshold_curve": dg.MetadataValue.md(
+                curve.iloc[:: max(1, len(curve) // 15)].to_markdown(index=False, floatfmt=".3f")
+            ),
+        },
+        data_version=dg.DataVersion(f"v{logged['version']}"),
+    )

@@ -1,0 +1,61 @@
+"""Production monitoring data: routing records, their drift features, the drift reference.
+
+A routing record is one production request and its decision (see ``RECORD_COLUMNS``). Drift
+is measured on the decision columns plus numeric text features from the serving router
+(``Router.text_features``: length, word count, out-of-vocabulary rate and a low-dimensional
+projection of its TF-IDF features).
+
+The drift reference is captured when a champion is promoted: its decisions and features on
+the validation texts, i.e. what "normal" looked like for the model now serving.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+import pandas as pd
+
+from agent_pipeline.lib import settings
+
+RECORD_COLUMNS = (
+    "timestamp", "request_id", "text", "route", "agent", "label", "confidence", "fallback",
+    "latency_ms", "model_version", "reviewed_label",
+)
+
+
+def reference_path(home: Path | None = None) -> Path:
+    return (home or settings.pipeline_home()) / "monitoring" / "reference.parquet"
+
+
+def with_features(records: pd.DataFrame, router) -> pd.DataFrame:
+    """``records`` plus the router's numeric text features (same row order)."""
+    feats = router.text_features(records["text"].astype(str).tolist())
+    return pd.concat([records.reset_index(drop=True), feats.reset_index(drop=True)], axis=1)
+
+
+def capture_reference(home: Path, model, texts: Iterable[str]) -> dict:
+    """Route ``texts`` with the (new) champion and store decisions + features as the drift reference."""
+    texts = [str(t) for t in texts]
+    decisions = model.route_batch(texts)
+    frame = pd.DataFrame(
+        {
+            "text": texts,
+            "route": decisions["route"].astype(str),
+            "agent": decisions["agent"].astype(str),
+            "label": decisions["decided_label"].astype(str),
+            "confidence": decisions["confidence"].astype(float),
+            "fallback": decisions["fallback"].astype(bool),
+            "model_version": str(model.version),
+        }
+    )
+    if model.router is not None:
+        frame = with_features(frame, model.router)
+    path = reference_path(home)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    versioned = path.with_name(f"reference-v{model.version}.parquet")
+    frame.to_parquet(versioned, index=False)
+    tmp = path.with_suffix(".tmp")
+    frame.to_parquet(tmp, index=False)
+    tmp.replace(path)
+    return {"rows": len(frame), "path": str(versioned)}
