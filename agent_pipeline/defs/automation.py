@@ -4,7 +4,6 @@ Default statuses are stated in code: the nightly schedule and the sensors start 
 ``make run`` (UI + daemon) operates the pipeline without clicks.
 """
 
-from __future__ import annotations
 
 import dagster as dg
 

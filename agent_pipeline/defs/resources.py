@@ -5,7 +5,6 @@ the binding) and otherwise to a default that works offline on a fresh checkout. 
 is listed in ``.env.example`` and the README.
 """
 
-from __future__ import annotations
 
 import json
 import logging

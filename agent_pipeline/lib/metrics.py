@@ -37,7 +37,9 @@ import pandas as pd
 from agent_pipeline.lib.datasets import has_tag
 from agent_pipeline.lib.registry_config import FALLBACK_ROUTE, OOS_LABEL
 
-HEADLINE = ("label_accuracy", "in_scope_accuracy", "fallback_recall", "fallback_precision", "route_accuracy", "macro_f1")
+HEADLINE = (
+    "label_accuracy", "in_scope_accuracy", "fallback_recall", "fallback_precision", "route_accuracy", "macro_f1",
+)  # fmt: skip
 CRITICAL_TAG = "critical"
 FAILING_COLUMNS = ("id", "text", "expected_route", "route", "label", "decided_label", "confidence")
 FINGERPRINT_COLUMNS = ("id", "route", "agent", "decided_label", "rule", "confidence")
@@ -50,7 +52,8 @@ _SUMMARY_ID_LIMIT = 5
 def _require(items: pd.DataFrame, columns: Sequence[str], where: str) -> None:
     missing = [c for c in columns if c not in items.columns]
     if missing:
-        raise ValueError(f"{where}: items frame lacks column(s) {', '.join(missing)} (has: {', '.join(map(str, items.columns))})")
+        have = ", ".join(map(str, items.columns))
+        raise ValueError(f"{where}: items frame lacks column(s) {', '.join(missing)} (has: {have})")
 
 
 def _values(items: pd.DataFrame, column: str) -> np.ndarray:
@@ -69,8 +72,9 @@ def _ratio(num: float, den: float) -> float:
     return float(num) / float(den) if den else math.nan
 
 
-def _class_counts(gold: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per class (over the union of gold and predicted values): names, support, predicted, tp, gold codes, pred codes."""
+def _class_counts(gold: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per class, over the union of gold and predicted values: class names, support, predicted
+    count, true positives; then each row's gold and predicted class code."""
     codes, classes = pd.factorize(np.concatenate([gold, pred]), use_na_sentinel=False)
     n, k = len(gold), len(classes)
     g, p = codes[:n], codes[n:]
@@ -231,7 +235,8 @@ class RegressionReport:
             _md_table(
                 ["metric", "baseline", "candidate", "delta", "tolerance", "ok"],
                 [
-                    [d.metric, f"{d.baseline:.4f}", f"{d.candidate:.4f}", f"{d.delta:+.4f}", f"{d.tolerance:g}", "yes" if d.ok else "NO"]
+                    [d.metric, f"{d.baseline:.4f}", f"{d.candidate:.4f}", f"{d.delta:+.4f}", f"{d.tolerance:g}",
+                     "yes" if d.ok else "NO"]
                     for d in self.deltas
                 ],
             ),
@@ -255,7 +260,8 @@ class RegressionReport:
         return "\n\n".join(parts)
 
     def summary(self) -> str:
-        """One line: ``ok`` or what regressed, e.g. ``route_accuracy dropped 0.042 (tolerance 0.01); 7 cases newly fail: a, b, ...``."""
+        """One line: ``ok``, or what regressed, e.g.
+        ``route_accuracy dropped 0.042 (tolerance 0.01); 7 cases newly fail: a, b, c, d, e, ...``."""
         problems = [f"{d.metric} dropped {-d.delta:.3f} (tolerance {d.tolerance:g})" for d in self.deltas if not d.ok]
         count = len(self.newly_failing)
         if count:
@@ -273,7 +279,9 @@ def _unique_ids(items: pd.DataFrame, where: str) -> None:
     dup = items["id"].duplicated(keep=False)
     if dup.any():
         first = items.loc[dup, "id"].iloc[0]
-        raise ValueError(f"compare_to_baseline: {where} items have duplicate id {first!r} ({int(dup.sum())} rows share an id)")
+        raise ValueError(
+            f"compare_to_baseline: {where} items have duplicate id {first!r} ({int(dup.sum())} rows share an id)"
+        )
 
 
 def compare_to_baseline(
@@ -308,16 +316,15 @@ def compare_to_baseline(
         delta = cand - base
         deltas.append(MetricDelta(metric, base, cand, delta, float(tol), ok=delta >= -float(tol) - _EPS))
 
-    _require(candidate_items, ("id",), "compare_to_baseline (candidate)")
-    _require(baseline_items, ("id",), "compare_to_baseline (baseline)")
+    _require(candidate_items, FAILING_COLUMNS, "compare_to_baseline (candidate)")
+    _require(baseline_items, ("id", "route", "expected_route"), "compare_to_baseline (baseline)")
     _unique_ids(candidate_items, "candidate")
     _unique_ids(baseline_items, "baseline")
     cand = with_outcomes(candidate_items)
     base = with_outcomes(baseline_items)[["id", "passed"]].rename(columns={"passed": "baseline_passed"})
     shared = cand.merge(base, on="id", how="inner", sort=False)
-    newly_failing = shared.loc[shared["baseline_passed"] & ~shared["passed"]]
-    cols = [c for c in ("id", "text", "expected_route", "route", "label", "decided_label", "confidence") if c in shared.columns]
-    newly_failing = newly_failing[cols].reset_index(drop=True)
+    newly_failing = shared.loc[shared["baseline_passed"] & ~shared["passed"], list(FAILING_COLUMNS)]
+    newly_failing = newly_failing.reset_index(drop=True)
     newly_passing = int((~shared["baseline_passed"] & shared["passed"]).sum())
 
     passed = all(d.ok for d in deltas) and len(newly_failing) <= max_new_failures
@@ -351,9 +358,13 @@ def threshold_curve(
     conf = np.asarray(confidences, dtype=float)
     ts = np.asarray(thresholds, dtype=float)
     if not (len(gold) == len(pred) == len(conf)):
-        raise ValueError(f"threshold_curve: labels ({len(gold)}), pred_labels ({len(pred)}) and confidences ({len(conf)}) differ in length")
+        raise ValueError(
+            f"threshold_curve: labels ({len(gold)}), pred_labels ({len(pred)}) and confidences ({len(conf)})"
+            " differ in length"
+        )
     if np.isnan(conf).any():
-        raise ValueError(f"threshold_curve: confidences contain NaN (first at position {int(np.flatnonzero(np.isnan(conf))[0])})")
+        first = int(np.flatnonzero(np.isnan(conf))[0])
+        raise ValueError(f"threshold_curve: confidences contain NaN (first at position {first})")
     if np.isnan(ts).any():
         raise ValueError("threshold_curve: thresholds contain NaN")
 
@@ -382,7 +393,9 @@ def threshold_curve(
         )
 
 
-def latency_profile(fn: Callable[[str], object], texts: Sequence[str], *, warmup: int = 20, repeats: int = 1) -> dict[str, float]:
+def latency_profile(
+    fn: Callable[[str], object], texts: Sequence[str], *, warmup: int = 20, repeats: int = 1
+) -> dict[str, float]:
     """Single-request latency: ``warmup`` untimed calls, then ``fn(text)`` for every text ``repeats`` times,
     each timed with ``perf_counter_ns``. Returns p50_ms, p95_ms, p99_ms, mean_ms, max_ms and n (timed calls)."""
     if len(texts) == 0:
@@ -402,10 +415,15 @@ def latency_profile(fn: Callable[[str], object], texts: Sequence[str], *, warmup
             k += 1
     ms = samples / 1e6
     p50, p95, p99 = np.percentile(ms, [50, 95, 99])
-    return {"p50_ms": float(p50), "p95_ms": float(p95), "p99_ms": float(p99), "mean_ms": float(ms.mean()), "max_ms": float(ms.max()), "n": float(len(ms))}
+    return {
+        "p50_ms": float(p50), "p95_ms": float(p95), "p99_ms": float(p99),
+        "mean_ms": float(ms.mean()), "max_ms": float(ms.max()), "n": float(len(ms)),
+    }  # fmt: skip
 
 
-def batch_throughput(fn: Callable[[Sequence[str]], object], texts: Sequence[str], *, repeats: int = 3) -> dict[str, float]:
+def batch_throughput(
+    fn: Callable[[Sequence[str]], object], texts: Sequence[str], *, repeats: int = 3
+) -> dict[str, float]:
     """Batch throughput: ``fn(texts)`` ``repeats`` times, best (fastest) run. Returns items_per_s, seconds, n."""
     if len(texts) == 0:
         raise ValueError("batch_throughput: texts is empty")

@@ -85,13 +85,16 @@ def test_metrics_agree_with_sklearn_on_random_items():
     items = pd.DataFrame({"label": gold, "decided_label": decided, "tags": "",
                           "expected_route": [route_of[x] for x in gold], "route": [route_of[x] for x in decided]})  # fmt: skip
     m = compute_metrics(items)
-    assert m["macro_f1"] == pytest.approx(f1_score(gold, decided, average="macro", labels=sorted(set(gold)), zero_division=0))
+    expected_f1 = f1_score(gold, decided, average="macro", labels=sorted(set(gold)), zero_division=0)
+    assert m["macro_f1"] == pytest.approx(expected_f1)
     routes_gold = sorted(set(items["expected_route"]))
     assert m["route_macro_f1"] == pytest.approx(
         f1_score(items["expected_route"], items["route"], average="macro", labels=routes_gold, zero_division=0)
     )
     table = per_route_metrics(items)
-    p, r, f, s = precision_recall_fscore_support(items["expected_route"], items["route"], labels=list(table["route"]), zero_division=0)
+    p, r, f, s = precision_recall_fscore_support(
+        items["expected_route"], items["route"], labels=list(table["route"]), zero_division=0
+    )
     assert list(table["route"]) == ["fallback", "r1", "r2", "r3"]  # r3 is taken but never expected
     assert np.allclose(table["f1"], f)
     assert list(table["support"]) == list(s)
@@ -237,7 +240,9 @@ def _naive_curve(labels, preds, confs, thresholds, oos="oos") -> pd.DataFrame:
                 "threshold": t,
                 "in_scope_accuracy": sum(g == d for g, d in in_scope) / len(in_scope) if in_scope else math.nan,
                 "fallback_recall": sum(d == oos for d in oos_rows) / len(oos_rows) if oos_rows else math.nan,
-                "fallback_precision": sum(g == oos for g in decided_oos) / len(decided_oos) if decided_oos else math.nan,
+                "fallback_precision": (
+                    sum(g == oos for g in decided_oos) / len(decided_oos) if decided_oos else math.nan
+                ),
                 "label_accuracy": sum(g == d for g, d in zip(labels, decided)) / len(labels),
             }
         )

@@ -5,7 +5,6 @@ content hash as its data version, and describes itself; the Great Expectations c
 ``checks.py`` judge it before anything downstream runs.
 """
 
-from __future__ import annotations
 
 import dagster as dg
 import pandas as pd

@@ -6,7 +6,6 @@ validation text that also appears in training data would inflate every metric. A
 names the file, the rule and example rows, and nothing downstream of the dataset runs.
 """
 
-from __future__ import annotations
 
 import dagster as dg
 import pandas as pd

@@ -1,6 +1,5 @@
 """Evaluation assets: the candidate's evaluation (gated), the champion's (nightly), the baseline."""
 
-from __future__ import annotations
 
 from datetime import datetime, timezone
 
@@ -107,7 +106,7 @@ def candidate_evaluation(
     return dg.Output(summary_value(ev, run_id), metadata=evaluation_metadata(ev, store, run_id))
 
 
-@dg.asset(group_name="evaluation", kinds={"mlflow", "pandas"}, owners=OWNERS)
+@dg.asset(group_name="evaluation", kinds={"mlflow", "pandas"}, owners=OWNERS, deps=["champion_model"])
 def champion_evaluation(
     context: dg.AssetExecutionContext,
     mlflow: MlflowRegistry,
@@ -115,7 +114,11 @@ def champion_evaluation(
     golden_eval_set: pd.DataFrame,
     synthetic_eval_set: pd.DataFrame,
 ) -> dg.Output[dict]:
-    """The serving champion re-evaluated on the current eval sets (nightly, and when they change)."""
+    """The serving champion re-evaluated on the current eval sets (nightly, and when they change).
+
+    Downstream of ``champion_model`` so that a full materialization evaluates the champion it
+    just promoted; on its own (nightly, eval-set change) it evaluates whatever serves now.
+    """
     store = mlflow.open(state.path)
     try:
         version = store.resolve(alias=CHAMPION)

@@ -6,7 +6,6 @@ registry itself, that every required gate passed on the evaluation it promotes, 
 result outlives the Dagster run.
 """
 
-from __future__ import annotations
 
 import dagster as dg
 import pandas as pd

@@ -1,6 +1,5 @@
 """``champion_model``: move the ``champion`` alias to a candidate whose every gate passed."""
 
-from __future__ import annotations
 
 import dagster as dg
 import pandas as pd

@@ -1,6 +1,5 @@
 """``router_candidate``: fit the router, log it to MLflow, register it as the new candidate."""
 
-from __future__ import annotations
 
 import subprocess
 

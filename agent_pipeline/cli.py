@@ -1,0 +1,244 @@
+"""``agent-pipeline``: what is not a Dagster operation.
+
+Route a request with the champion, evaluate any dataset file against any registered version,
+show status, bless a baseline, roll back, simulate production traffic. Dagster operations
+(materializing assets, launching jobs) stay with the ``dagster`` CLI and the UI.
+
+User mistakes (a missing file, an unknown version, a malformed dataset) print one line starting
+with ``error:`` and exit non-zero; tracebacks are for bugs. Heavy libraries are imported inside
+the command that needs them, so each command pays only for itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+EXIT_USAGE = 2
+EXIT_FAILED = 1
+
+
+class UserError(Exception):
+    """A problem the user can fix; printed as one line, exit code 2."""
+
+
+def _registry(args):
+    from agent_pipeline.lib.registry import ModelRegistry
+    from agent_pipeline.lib.settings import DEFAULT_MODEL_NAME, pipeline_home
+
+    return ModelRegistry(model_name=args.model_name or DEFAULT_MODEL_NAME, home=pipeline_home())
+
+
+def _print(obj: Any, as_json: bool, lines: Sequence[str]) -> None:
+    if as_json:
+        print(json.dumps(obj, sort_keys=True, default=str))
+    else:
+        print("\n".join(lines))
+
+
+def _load(args, store):
+    if getattr(args, "version", None):
+        return store.load(version=args.version)
+    return store.load(alias=getattr(args, "alias", None) or "champion")
+
+
+def cmd_route(args) -> int:
+    store = _registry(args)
+    model = _load(args, store)
+    d = model.route_one(args.text)
+    out = {
+        "route": d["route"],
+        "agent": d["agent"],
+        "label": d["decided_label"],
+        "predicted_label": d["pred_label"],
+        "confidence": round(float(d["confidence"]), 6),
+        "fallback": bool(d["fallback"]),
+        "fallback_reason": d["fallback_reason"] or None,
+        "rule": d["rule"] or None,
+        "model_version": model.version,
+    }
+    why = f" ({d['fallback_reason']})" if d["fallback"] else ""
+    _print(
+        out,
+        args.json,
+        [
+            f"route:       {out['route']}{why}",
+            f"agent:       {out['agent']}",
+            f"label:       {out['label']} (classifier: {out['predicted_label']})",
+            f"confidence:  {out['confidence']:.3f}",
+            f"fallback:    {'yes' if out['fallback'] else 'no'}",
+            f"rule:        {out['rule'] or '-'}",
+            f"model:       {store.model_name} v{model.version}",
+        ],
+    )
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from agent_pipeline.lib import evaluation, expectations
+    from agent_pipeline.lib.datasets import DatasetError, load_dataset
+    from agent_pipeline.lib.registry_config import load_agent_registry
+    from agent_pipeline.lib.settings import DEFAULT_AGENTS_CONFIG, env_path
+
+    agents = load_agent_registry(env_path("AGENT_PIPELINE_AGENTS_CONFIG", DEFAULT_AGENTS_CONFIG))
+    try:
+        df = load_dataset(args.dataset, agents)
+    except DatasetError as exc:
+        raise UserError(str(exc)) from exc
+    report = expectations.validate_dataset(
+        df, dataset=Path(args.dataset).name, source=str(args.dataset), known_labels=agents.known_labels,
+        known_routes=agents.routes,
+    )
+    if not report.passed:
+        raise UserError(f"{args.dataset} is not a valid dataset: " + "; ".join(r.message for r in report.failures()))
+    store = _registry(args)
+    model = _load(args, store)
+    ev = evaluation.evaluate(model, {Path(args.dataset).stem: df}, version=model.version, measure_latency=False)
+    if args.out:
+        evaluation.save(ev, Path(args.out))
+    headline = ("n", "label_accuracy", "in_scope_accuracy", "fallback_recall", "fallback_precision", "route_accuracy", "macro_f1")
+    out = {k: ev.metrics.get(k) for k in headline}
+    out.update({"model_version": model.version, "dataset": str(args.dataset), "fingerprint": ev.fingerprint})
+    out.update({k: v for k, v in ev.metrics.items() if k not in out})
+    lines = [f"{store.model_name} v{model.version} on {args.dataset} ({int(out['n'])} cases)"]
+    lines += [f"  {k:<22}{out[k]:.4f}" for k in headline[1:] if out.get(k) is not None and out[k] == out[k]]
+    _print(out, args.json, lines)
+    return 0
+
+
+def cmd_status(args) -> int:
+    from agent_pipeline.lib import evaluation
+    from agent_pipeline.lib.registry import CANDIDATE, CHAMPION, PREVIOUS_CHAMPION, read_audit
+
+    store = _registry(args)
+    aliases = {a: store.alias_version(a) for a in (CHAMPION, PREVIOUS_CHAMPION, CANDIDATE)}
+    out: dict[str, Any] = {"model_name": store.model_name, "tracking_uri": store.tracking_uri, "aliases": aliases}
+    for alias in (CHAMPION, CANDIDATE):
+        v = aliases[alias]
+        ev = evaluation.latest_evaluation(store.home, v) if v else None
+        out[f"{alias}_evaluation"] = None if ev is None else {
+            "evaluation_id": ev.evaluation_id, "path": str(ev.path),
+            **{k: ev.metrics.get(k) for k in ("n", "route_accuracy", "in_scope_accuracy", "fallback_recall")},
+            "gates": store.gate_results(v, ev.evaluation_id),
+        }
+    found = evaluation.load_baseline(store.home)
+    out["baseline"] = None if found is None else {k: found[1][k] for k in ("version", "evaluation_id", "blessed_by", "blessed_at")}
+    audit = read_audit(store.home)
+    out["last_actions"] = audit[-5:]
+    lines = [f"model {store.model_name} ({store.tracking_uri})"]
+    lines += [f"  {a:<18} v{v}" if v else f"  {a:<18} -" for a, v in aliases.items()]
+    for alias in (CHAMPION, CANDIDATE):
+        e = out[f"{alias}_evaluation"]
+        if e:
+            gates = ", ".join(f"{g}={r}" for g, r in sorted(e["gates"].items())) or "not run"
+            lines.append(
+                f"  last {alias} evaluation {e['evaluation_id']}: route_accuracy {e['route_accuracy']:.4f}, "
+                f"in_scope {e['in_scope_accuracy']:.4f}, fallback_recall {e['fallback_recall']:.4f}; gates: {gates}"
+            )
+    b = out["baseline"]
+    lines.append(f"  baseline           v{b['version']} blessed by {b['blessed_by']} at {b['blessed_at']}" if b else "  baseline           -")
+    for rec in out["last_actions"]:
+        lines.append(f"  {rec['time']} {rec['action']} v{rec['version']} by {rec.get('user', '?')}")
+    _print(out, args.json, lines)
+    return 0
+
+
+def cmd_bless(args) -> int:
+    from agent_pipeline.lib import evaluation
+    from agent_pipeline.lib.registry import RegistryError, current_user, utc_now
+
+    store = _registry(args)
+    version = store.resolve(version=args.version) if args.version else store.resolve(alias="champion")
+    ev = evaluation.latest_evaluation(store.home, version)
+    if ev is None:
+        raise RegistryError(f"version {version} has no saved evaluation; evaluate it first")
+    info = evaluation.bless(store.home, ev, blessed_by=args.by or current_user(), blessed_at=utc_now(), reason=args.reason)
+    _print(info, args.json, [f"blessed v{info['version']} evaluation {info['evaluation_id']} as the baseline ({info['blessed_by']}, {info['blessed_at']})"])
+    return 0
+
+
+def cmd_rollback(args) -> int:
+    store = _registry(args)
+    rec = store.rollback(to_version=args.to, reason=args.reason)
+    _print(rec, args.json, [f"champion is now v{rec['version']} (was v{rec['previous_champion']}); recorded in the audit log"])
+    return 0
+
+
+def cmd_history(args) -> int:
+    from agent_pipeline.lib.registry import read_audit
+
+    store = _registry(args)
+    audit = read_audit(store.home)
+    _print(audit, args.json, [f"{r['time']} {r['action']:<9} v{r['version']} (previous v{r.get('previous_champion')}) by {r.get('user')}" for r in audit] or ["no promotions yet"])
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="agent-pipeline", description=__doc__.splitlines()[0])
+    p.add_argument("--model-name", default=None, help="registered model name (default: $AGENT_PIPELINE_MODEL_NAME or agent-router)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def version_args(sp):
+        g = sp.add_mutually_exclusive_group()
+        g.add_argument("--alias", default=None, help="registry alias (default: champion)")
+        g.add_argument("--version", default=None, help="registered version number")
+
+    sp = sub.add_parser("route", help="route one request with the champion (or --alias/--version)")
+    sp.add_argument("text")
+    version_args(sp)
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_route)
+
+    sp = sub.add_parser("evaluate", help="evaluate a dataset file against a registered version")
+    sp.add_argument("--dataset", required=True, help="CSV or JSON Lines file in the dataset schema")
+    version_args(sp)
+    sp.add_argument("--out", default=None, help="also save the evaluation folder (items.csv, metrics.json) here")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_evaluate)
+
+    sp = sub.add_parser("status", help="champion, candidate, last evaluations and gates, baseline, last promotions")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_status)
+
+    sp = sub.add_parser("bless", help="bless an evaluated version (default: champion) as the benchmark baseline")
+    sp.add_argument("--version", default=None)
+    sp.add_argument("--by", default=None, help="who blesses (default: $AGENT_PIPELINE_USER or the login name)")
+    sp.add_argument("--reason", default="")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_bless)
+
+    sp = sub.add_parser("rollback", help="point champion back to the previous champion (or --to VERSION)")
+    sp.add_argument("--to", default=None)
+    sp.add_argument("--reason", default="")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_rollback)
+
+    sp = sub.add_parser("history", help="the promotion and rollback audit log")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_history)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import os
+
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    args = build_parser().parse_args(argv)
+    from agent_pipeline.lib.datasets import DatasetError
+    from agent_pipeline.lib.registry import RegistryError
+    from agent_pipeline.lib.registry_config import ConfigError
+
+    try:
+        return int(args.func(args) or 0)
+    except (UserError, RegistryError, DatasetError, ConfigError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
