@@ -176,6 +176,44 @@ def cmd_history(args) -> int:
     return 0
 
 
+def cmd_simulate_traffic(args) -> int:
+    import time
+    from datetime import date
+
+    from agent_pipeline.lib import settings, traffic
+
+    try:
+        start = date.fromisoformat(args.start)
+    except ValueError as exc:
+        raise UserError(f"--start '{args.start}' is not a YYYY-MM-DD date") from exc
+    pool_path = settings.env_path("AGENT_PIPELINE_TRAFFIC_POOL", settings.DEFAULT_TRAFFIC_POOL)
+    landing = settings.landing_dir()
+    try:
+        pool = traffic.read_pool(pool_path)
+        store = _registry(args)
+        model = _load(args, store)
+        t0 = time.perf_counter()
+        paths = traffic.simulate(
+            model, pool, start=start, days=args.days, scenario=args.scenario, seed=args.seed,
+            rows_per_day=args.rows_per_day, review_share=args.review_share, landing=landing,
+        )
+    except traffic.TrafficError as exc:
+        raise UserError(str(exc)) from exc
+    seconds = time.perf_counter() - t0
+    out = {
+        "files": [str(p) for p in paths], "landing": str(landing), "pool": str(pool_path), "scenario": args.scenario,
+        "seed": args.seed, "days": args.days, "rows_per_day": args.rows_per_day, "review_share": args.review_share,
+        "model_version": model.version, "seconds": round(seconds, 3),
+    }
+    lines = [
+        f"routed {args.days * args.rows_per_day} '{args.scenario}' requests (seed {args.seed}) with "
+        f"{store.model_name} v{model.version} in {seconds:.1f} s; landing files in {landing}:"
+    ]
+    lines += [f"  {p.name}" for p in paths]
+    _print(out, args.json, lines)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="agent-pipeline", description=__doc__.splitlines()[0])
     p.add_argument("--model-name", default=None, help="registered model name (default: $AGENT_PIPELINE_MODEL_NAME or agent-router)")
@@ -219,6 +257,17 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("history", help="the promotion and rollback audit log")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_history)
+
+    sp = sub.add_parser("simulate-traffic", help="route held-out traffic with the champion into daily landing files")
+    sp.add_argument("--start", required=True, help="first day, YYYY-MM-DD (UTC)")
+    sp.add_argument("--days", type=int, default=1)
+    sp.add_argument("--scenario", required=True, choices=["stable", "new-topic", "oos-surge"])
+    sp.add_argument("--seed", type=int, required=True)
+    sp.add_argument("--rows-per-day", type=int, default=1000)
+    sp.add_argument("--review-share", type=float, default=0.2, help="share of requests with a human-reviewed label")
+    version_args(sp)
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_simulate_traffic)
     return p
 
 

@@ -5,6 +5,8 @@ Default statuses are stated in code: the nightly schedule and the sensors start 
 """
 
 
+from datetime import timedelta
+
 import dagster as dg
 
 LIFECYCLE = (
@@ -30,3 +32,31 @@ bless_baseline_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets("benchmark_baseline"),
     description="Bless an evaluated version (the champion by default) as the benchmark baseline.",
 )
+
+traffic_monitoring_job = dg.define_asset_job(
+    "traffic_monitoring_job",
+    selection=dg.AssetSelection.assets("inference_log", "drift_report"),
+    description="Validate a day's landing files into inference_log, then its Evidently drift_report.",
+)
+
+nightly_eval_job = dg.define_asset_job(
+    "nightly_eval_job",
+    selection=dg.AssetSelection.assets("champion_evaluation") | dg.AssetSelection.assets("drift_report"),
+    description="Nightly: re-evaluate the champion against the eval sets and the baseline; yesterday's drift report.",
+)
+
+
+@dg.schedule(
+    job=nightly_eval_job,
+    cron_schedule="0 2 * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)
+def nightly_eval_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+    """02:00 UTC: champion evaluation (a regression is a failed check) + yesterday's drift report."""
+    yesterday = (context.scheduled_execution_time - timedelta(days=1)).strftime("%Y-%m-%d")
+    return dg.RunRequest(
+        run_key=f"nightly:{yesterday}",
+        partition_key=yesterday,
+        tags={"agent_pipeline/trigger": "nightly"},
+    )

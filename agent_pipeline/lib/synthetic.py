@@ -94,7 +94,6 @@ def generate_variants(
     """
     _check_inputs(cases, variants_per_case, transforms)
     patterns = _compile(protected_patterns)
-    any_pattern = re.compile("|".join(f"(?:{p.pattern})" for p in patterns), re.IGNORECASE) if patterns else None
     excluded = {_key(t).lower() for t in exclude_texts}
     tags_col = cases["tags"] if "tags" in cases.columns else pd.Series([""] * len(cases), index=cases.index)
     seen = {_key(str(t)) for t in cases["text"]}
@@ -105,7 +104,7 @@ def generate_variants(
     ):
         rng = random.Random(f"{seed}\x1f{source_id}")
         spans = _spans(text, patterns)
-        signature = _signature(text, patterns) if spans else None
+        signature = _signature(text, patterns)
         inherited = [t for t in (s.strip() for s in tags.split(";")) if t and t not in NOT_INHERITED_TAGS]
         order = rng.sample(list(transforms), len(transforms))
         inapplicable: set[str] = set()
@@ -122,12 +121,7 @@ def generate_variants(
                 inapplicable.add(name)
                 continue
             key = _key(variant)
-            if key in seen or key.lower() in excluded:
-                continue
-            if signature is None:
-                if any_pattern is not None and any_pattern.search(variant):
-                    continue  # the variant would match a protected pattern its source does not
-            elif _signature(variant, patterns) != signature:
+            if key in seen or key.lower() in excluded or not _same_matches(variant, signature, patterns):
                 continue
             seen.add(key)
             used[name] = used.get(name, 0) + 1
@@ -173,6 +167,12 @@ def _spans(text: str, patterns: list[re.Pattern[str]]) -> list[Span]:
 def _signature(text: str, patterns: list[re.Pattern[str]]) -> list[list[str]]:
     """What each protected pattern matches, as a multiset: equal signatures = same rules, same words."""
     return [sorted(m.group(0) for m in p.finditer(text)) for p in patterns]
+
+
+def _same_matches(variant: str, signature: list[list[str]], patterns: list[re.Pattern[str]]) -> bool:
+    if not any(signature):  # the common case, checked cheaply: the variant must match no pattern either
+        return not any(p.search(variant) for p in patterns)
+    return _signature(variant, patterns) == signature
 
 
 def _overlaps(start: int, end: int, spans: list[Span]) -> bool:

@@ -28,7 +28,7 @@ def agents():
 
 @pytest.fixture(scope="module")
 def model(agents) -> LoadedModel:
-    """A real router trained on 15 texts per label (about 5 s), wrapped as a registry model."""
+    """A real router trained on 15 texts per label (5-10 s on a busy 2-core box), as a registry model."""
     rules = rules_from_config(load_yaml(settings.DEFAULT_ROUTER_CONFIG, "router config"), agents)
     train = pd.read_csv(settings.DEFAULT_TRAIN_DATA).groupby("label", group_keys=False).sample(n=15, random_state=0)
     val = pd.read_csv(settings.DEFAULT_VALIDATION_DATA)
@@ -36,7 +36,7 @@ def model(agents) -> LoadedModel:
         val[val["label"] != "oos"].groupby("label", group_keys=False).sample(n=3, random_state=0),
         val[val["label"] == "oos"].sample(n=50, random_state=0),
     ])
-    router, _ = train_router(train, val, agents, rules, TrainSettings(max_iter=100))
+    router, _ = train_router(train, val, agents, rules, TrainSettings(c=3.0, max_iter=100))
     return LoadedModel("agent-router", "7", None, router)
 
 

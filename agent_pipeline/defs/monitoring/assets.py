@@ -1,0 +1,99 @@
+"""Monitoring assets: the daily inference log and the daily drift report."""
+
+import json
+
+import dagster as dg
+
+from agent_pipeline.defs.resources import MlflowRegistry, RouterFiles, StateFolder
+from agent_pipeline.lib import drift, ingest, monitoring, settings
+
+OWNERS = ["team:ml-platform"]
+DAILY = dg.DailyPartitionsDefinition(start_date="2025-01-01", timezone="UTC", end_offset=1)
+
+
+@dg.asset(group_name="monitoring", partitions_def=DAILY, kinds={"parquet"}, owners=OWNERS)
+def inference_log(context: dg.AssetExecutionContext, files: RouterFiles, state: StateFolder) -> dg.MaterializeResult:
+    """Production routing records for one day, validated from the landing folder.
+
+    Reads every ``<date>*.jsonl`` file in ``$AGENT_PIPELINE_HOME/traffic/landing/`` (one JSON
+    object per line, fields as in the README). Valid rows go to
+    ``traffic/log/<date>.parquet``; bad rows go to ``traffic/quarantine/<date>.jsonl`` with the
+    file, line and reason, and are counted here, never dropped silently. A file that cannot be
+    parsed at all fails the partition with the file and line.
+    """
+    partition = context.partition_key
+    registry = files.registry()
+    try:
+        result = ingest.ingest_partition(
+            settings.landing_dir(state.path),
+            partition,
+            known_labels=set(registry.known_labels),
+            known_routes=set(registry.routes),
+            out_dir=settings.inference_log_dir(state.path),
+            quarantine_dir=settings.traffic_dir(state.path) / "quarantine",
+        )
+    except ingest.IngestError as exc:
+        raise dg.Failure(description=str(exc)) from exc
+    if result.n_quarantined:
+        context.log.warning("%s: %d rows quarantined: %s", partition, result.n_quarantined, result.reasons)
+    return dg.MaterializeResult(metadata={"dagster/row_count": result.n_valid, **result.to_metadata()})
+
+
+@dg.asset(
+    group_name="monitoring",
+    partitions_def=DAILY,
+    deps=[inference_log],
+    kinds={"evidently", "html"},
+    owners=OWNERS,
+    check_specs=[
+        dg.AssetCheckSpec(
+            "no_drift_detected",
+            asset="drift_report",
+            blocking=False,
+            description="The day's traffic matches the champion's reference (a warning when it does not).",
+        )
+    ],
+)
+def drift_report(context: dg.AssetExecutionContext, mlflow: MlflowRegistry, state: StateFolder):
+    """Evidently drift of one day's traffic against the reference captured at promotion.
+
+    Route mix, fallback rate, confidence, text length and word count, out-of-vocabulary rate
+    against the router's vocabulary, and an 8-dimensional projection of the router's TF-IDF
+    features (a new topic shows there even when the route mix does not move). The HTML report
+    is written to ``reports/drift/<date>.html`` and linked; the verdict and every per-feature
+    score are metadata. The ``drift_retrain_sensor`` reacts to ``drift_detected``.
+    """
+    import pandas as pd
+
+    partition = context.partition_key
+    ref_path = monitoring.reference_path(state.path)
+    if not ref_path.is_file():
+        raise dg.Failure(description=f"{ref_path}: no drift reference; it is captured when a champion is promoted")
+    reference = pd.read_parquet(ref_path)
+    reference_version = str(reference["model_version"].iloc[0])
+    try:
+        log = ingest.load_log(settings.inference_log_dir(state.path), partition)
+    except FileNotFoundError as exc:
+        raise dg.Failure(description=f"{exc}; materialize inference_log for {partition} first") from exc
+    # Features of today's texts through the same router that produced the reference.
+    router = mlflow.open(state.path).load(version=reference_version).router
+    current = monitoring.with_features(log, router) if router is not None else log
+    out_dir = settings.reports_dir(state.path) / "drift"
+    result = drift.compute_drift(reference, current, html_path=out_dir / f"{partition}.html", seed=20261125)
+    (out_dir / f"{partition}.json").write_text(json.dumps(result.to_dict(), indent=2, sort_keys=True, default=str))
+    metadata = {
+        **result.to_metadata(),
+        "reference_model_version": reference_version,
+        "report_html": dg.MetadataValue.path(str(out_dir / f"{partition}.html")),
+        "report_json": dg.MetadataValue.path(str(out_dir / f"{partition}.json")),
+    }
+    yield dg.MaterializeResult(metadata=metadata)
+    yield dg.AssetCheckResult(
+        check_name="no_drift_detected",
+        passed=not result.drift_detected,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=(
+            f"drift on {', '.join(result.drifted_features)}" if result.drift_detected else "no drift detected"
+        ),
+        metadata={"drift_share": float(result.drift_share), "drifted_features": ", ".join(result.drifted_features) or "none"},
+    )

@@ -1,0 +1,178 @@
+"""Sensors: landing files in, drift out, eval sets changed, and alerts.
+
+* ``landing_files_sensor``: a new or changed landing file -> ``inference_log`` + ``drift_report``
+  for its day (the run key includes the file's size and mtime: a file is processed once).
+* ``drift_retrain_sensor``: a ``drift_report`` that says drift -> ``train_and_promote_job``
+  (training data + reviewed feedback -> candidate -> evaluation -> gates -> champion). One
+  drift event launches one run (run key = partition + reference version); a cooldown stops a
+  run storm; the triggering partition and drifted features are run tags.
+* ``eval_sets_changed_sensor``: the golden or validation file changed -> re-evaluate the
+  champion without retraining.
+* ``run_failure_alert_sensor`` / ``check_failure_alert_sensor``: alerts through ``Alerts``.
+
+Sensors only list folders, hash small files and read the event log: no ML imports per tick.
+"""
+
+import hashlib
+import json
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+
+import dagster as dg
+
+from agent_pipeline.defs import automation
+from agent_pipeline.defs.monitoring.assets import DAILY
+from agent_pipeline.defs.resources import Alerts, RouterFiles, StateFolder
+from agent_pipeline.lib import settings
+
+TRIGGER_TAG = "agent_pipeline/trigger"
+LANDING_RE = re.compile(r"^(\d{4}-\d{2}-\d{2})[^/]*\.jsonl$")
+DRIFT_COOLDOWN_SECONDS = 6 * 3600
+
+
+@dg.sensor(
+    job=automation.traffic_monitoring_job,
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def landing_files_sensor(context: dg.SensorEvaluationContext, state: StateFolder):
+    """Materialize ``inference_log`` and ``drift_report`` for each new landing file's day."""
+    landing = settings.landing_dir(state.path)
+    if not landing.is_dir():
+        return dg.SkipReason(f"{landing} does not exist yet")
+    valid = set(DAILY.get_partition_keys())
+    requests, ignored = [], []
+    for path in sorted(landing.iterdir()):
+        match = LANDING_RE.match(path.name)
+        if not match or path.name.startswith("."):
+            continue
+        day = match.group(1)
+        if day not in valid:
+            ignored.append(path.name)
+            continue
+        st = path.stat()
+        requests.append(
+            dg.RunRequest(
+                run_key=f"landing:{path.name}:{st.st_size}:{st.st_mtime_ns}",
+                partition_key=day,
+                tags={TRIGGER_TAG: "landing_file", "agent_pipeline/landing_file": path.name},
+            )
+        )
+    if ignored:
+        context.log.warning("ignored landing files outside the partition range: %s", ignored[:10])
+    return requests or dg.SkipReason(f"no landing files in {landing}")
+
+
+def drift_event(event: dg.EventLogEntry) -> tuple[str, bool, list[str], str]:
+    """(partition, drift_detected, drifted features, reference version) of a drift_report event."""
+    mat = event.asset_materialization
+    md = mat.metadata if mat else {}
+
+    def value(key, default=None):
+        return md[key].value if key in md else default
+
+    features = [f for f in str(value("drifted_features", "") or "").split(",") if f.strip() and f.strip() != "none"]
+    return (
+        mat.partition if mat else "",
+        bool(value("drift_detected", False)),
+        [f.strip() for f in features],
+        str(value("reference_model_version", "")),
+    )
+
+
+@dg.asset_sensor(
+    asset_key=dg.AssetKey("drift_report"),
+    job=automation.train_and_promote_job,
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def drift_retrain_sensor(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry):
+    """Retrain, evaluate, gate and (maybe) promote when a drift report says drift."""
+    partition, drifted, features, ref_version = drift_event(asset_event)
+    if not drifted:
+        return dg.SkipReason(f"drift_report {partition}: no drift")
+    recent = context.instance.get_runs(
+        filters=dg.RunsFilter(job_name=automation.train_and_promote_job.name, tags={TRIGGER_TAG: "drift"}), limit=1
+    )
+    if recent:
+        started = recent[0].tags.get("agent_pipeline/requested_at")
+        age = datetime.now(timezone.utc).timestamp() - float(started) if started else DRIFT_COOLDOWN_SECONDS
+        if age < DRIFT_COOLDOWN_SECONDS:
+            return dg.SkipReason(
+                f"drift_report {partition}: drift on {', '.join(features)}, but a drift retrain was requested "
+                f"{age / 60:.0f} min ago (cooldown {DRIFT_COOLDOWN_SECONDS // 60} min)"
+            )
+    return dg.RunRequest(
+        run_key=f"drift:{partition}:ref-v{ref_version}",
+        tags={
+            TRIGGER_TAG: "drift",
+            "agent_pipeline/drift_partition": partition,
+            "agent_pipeline/drifted_features": ",".join(features)[:200],
+            "agent_pipeline/reference_version": ref_version,
+            "agent_pipeline/requested_at": f"{datetime.now(timezone.utc).timestamp():.0f}",
+        },
+    )
+
+
+def eval_sets_fingerprint(files: RouterFiles) -> str:
+    h = hashlib.sha256()
+    for p in (files.golden_path, files.validation_path, files.router_config):
+        h.update(Path(p).read_bytes() if Path(p).is_file() else b"<missing>")
+    return h.hexdigest()[:16]
+
+
+@dg.sensor(
+    job=automation.champion_eval_job,
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def eval_sets_changed_sensor(context: dg.SensorEvaluationContext, files: RouterFiles):
+    """Re-evaluate the champion (no retraining) when the golden or validation data changes."""
+    current = eval_sets_fingerprint(files)
+    previous = context.cursor
+    if previous is None:
+        context.update_cursor(current)
+        return dg.SkipReason(f"recorded the eval sets' fingerprint {current}")
+    if previous == current:
+        return dg.SkipReason("eval sets unchanged")
+    context.update_cursor(current)
+    return dg.RunRequest(run_key=f"eval-sets:{current}", tags={TRIGGER_TAG: "eval_sets_changed", "agent_pipeline/eval_sets": current})
+
+
+@dg.run_failure_sensor(default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=30)
+def run_failure_alert_sensor(context: dg.RunFailureSensorContext, alerts: Alerts):
+    """Alert on every failed run (a crashed step or a blocking gate that stopped promotion)."""
+    run = context.dagster_run
+    alerts.send(
+        f"run failed: {run.job_name}",
+        {"run_id": run.run_id, "job": run.job_name, "tags": dict(run.tags), "error": context.failure_event.message},
+    )
+
+
+@dg.sensor(minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
+def check_failure_alert_sensor(context: dg.SensorEvaluationContext, alerts: Alerts):
+    """Alert on every failed asset check (gates, nightly regression, drift warnings)."""
+    after = int(context.cursor) if context.cursor else None
+    records = context.instance.get_event_records(
+        dg.EventRecordsFilter(event_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION, after_cursor=after),
+        ascending=True,
+        limit=200,
+    )
+    sent = 0
+    for record in records:
+        ev = record.event_log_entry.dagster_event.event_specific_data
+        if not ev.passed:
+            alerts.send(
+                f"check failed: {ev.asset_key.to_user_string()}.{ev.check_name}",
+                {
+                    "severity": ev.severity.value,
+                    "run_id": record.event_log_entry.run_id,
+                    "description": ev.description,
+                    "metadata": json.loads(json.dumps({k: str(v.value) for k, v in ev.metadata.items()})),
+                },
+            )
+            sent += 1
+        context.update_cursor(str(record.storage_id))
+    if not sent:
+        return dg.SkipReason(f"no failed checks in {len(records)} new evaluations")
