@@ -118,7 +118,10 @@ def cmd_status(args) -> int:
     out: dict[str, Any] = {"model_name": store.model_name, "tracking_uri": store.tracking_uri, "aliases": aliases}
     for alias in (CHAMPION, CANDIDATE):
         v = aliases[alias]
-        ev = evaluation.latest_evaluation(store.home, v) if v else None
+        # The gates ran on the candidate evaluation; the champion's latest is the nightly one.
+        ev = evaluation.latest_evaluation(store.home, v, "champion" if alias == CHAMPION else "candidate") if v else None
+        if ev is None and v:
+            ev = evaluation.latest_evaluation(store.home, v)
         out[f"{alias}_evaluation"] = None if ev is None else {
             "evaluation_id": ev.evaluation_id, "path": str(ev.path),
             **{k: ev.metrics.get(k) for k in ("n", "route_accuracy", "in_scope_accuracy", "fallback_recall")},

@@ -165,10 +165,14 @@ def evaluation_dir(home: Path, version: str, evaluation_id: str) -> Path:
     return settings.evaluations_dir(home) / f"v{version}" / evaluation_id
 
 
-def latest_evaluation(home: Path, version: str) -> Evaluation | None:
-    """The newest saved evaluation of ``version`` (folder names start with a UTC timestamp)."""
+def latest_evaluation(home: Path, version: str, kind: str | None = None) -> Evaluation | None:
+    """The newest saved evaluation of ``version``, optionally of one kind (``candidate``, ``champion``).
+
+    Folder names are ``<UTC timestamp>-<kind>-<run id>``, so name order is time order.
+    """
     root = settings.evaluations_dir(home) / f"v{version}"
-    folders = sorted(p for p in root.glob("*") if (p / "metrics.json").is_file()) if root.is_dir() else []
+    pattern = f"*-{kind}-*" if kind else "*"
+    folders = sorted(p for p in root.glob(pattern) if (p / "metrics.json").is_file()) if root.is_dir() else []
     return load(folders[-1]) if folders else None
 
 

@@ -11,15 +11,29 @@ OWNERS = ["team:ml-platform"]
 DAILY = dg.DailyPartitionsDefinition(start_date="2025-01-01", timezone="UTC", end_offset=1)
 
 
-@dg.asset(group_name="monitoring", partitions_def=DAILY, kinds={"parquet"}, owners=OWNERS)
-def inference_log(context: dg.AssetExecutionContext, files: RouterFiles, state: StateFolder) -> dg.MaterializeResult:
+@dg.asset(
+    group_name="monitoring",
+    partitions_def=DAILY,
+    kinds={"parquet"},
+    owners=OWNERS,
+    check_specs=[
+        dg.AssetCheckSpec(
+            "traffic_received",
+            asset="inference_log",
+            blocking=False,
+            description="The day has at least one valid record (a warning: a silent producer looks like a quiet day).",
+        )
+    ],
+)
+def inference_log(context: dg.AssetExecutionContext, files: RouterFiles, state: StateFolder):
     """Production routing records for one day, validated from the landing folder.
 
     Reads every ``<date>*.jsonl`` file in ``$AGENT_PIPELINE_HOME/traffic/landing/`` (one JSON
     object per line, fields as in the README). Valid rows go to
     ``traffic/log/<date>.parquet``; bad rows go to ``traffic/quarantine/<date>.jsonl`` with the
     file, line and reason, and are counted here, never dropped silently. A file that cannot be
-    parsed at all fails the partition with the file and line.
+    parsed at all fails the partition with the file and line. A day without files is
+    materialized empty, with a warning check.
     """
     partition = context.partition_key
     registry = files.registry()
@@ -36,13 +50,19 @@ def inference_log(context: dg.AssetExecutionContext, files: RouterFiles, state: 
         raise dg.Failure(description=str(exc)) from exc
     if result.n_quarantined:
         context.log.warning("%s: %d rows quarantined: %s", partition, result.n_quarantined, result.reasons)
-    return dg.MaterializeResult(metadata={"dagster/row_count": result.n_valid, **result.to_metadata()})
+    yield dg.MaterializeResult(metadata={"dagster/row_count": result.n_valid, **result.to_metadata()})
+    yield dg.AssetCheckResult(
+        check_name="traffic_received",
+        passed=result.n_valid > 0,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=f"{result.n_valid} valid records from {len(result.files)} files, {result.n_quarantined} quarantined",
+    )
 
 
 @dg.asset(
     group_name="monitoring",
     partitions_def=DAILY,
-    deps=[inference_log],
+    deps=[inference_log, "champion_model"],
     kinds={"evidently", "html"},
     owners=OWNERS,
     check_specs=[
@@ -61,7 +81,9 @@ def drift_report(context: dg.AssetExecutionContext, mlflow: MlflowRegistry, stat
     against the router's vocabulary, and an 8-dimensional projection of the router's TF-IDF
     features (a new topic shows there even when the route mix does not move). The HTML report
     is written to ``reports/drift/<date>.html`` and linked; the verdict and every per-feature
-    score are metadata. The ``drift_retrain_sensor`` reacts to ``drift_detected``.
+    score are metadata. The ``drift_retrain_sensor`` reacts to ``drift_detected``. It depends on
+    ``champion_model`` because the reference is captured there. A day with less traffic than
+    the report needs is reported as insufficient (no verdict), not as drift.
     """
     import pandas as pd
 
@@ -79,6 +101,17 @@ def drift_report(context: dg.AssetExecutionContext, mlflow: MlflowRegistry, stat
     router = mlflow.open(state.path).load(version=reference_version).router
     current = monitoring.with_features(log, router) if router is not None else log
     out_dir = settings.reports_dir(state.path) / "drift"
+    if len(current) < drift.DEFAULT_MIN_ROWS:
+        message = f"{partition}: {len(current)} valid records, fewer than the {drift.DEFAULT_MIN_ROWS} a drift verdict needs"
+        context.log.warning(message)
+        yield dg.MaterializeResult(
+            metadata={"drift_detected": False, "insufficient_data": True, "n_current": len(current),
+                      "reference_model_version": reference_version}
+        )
+        yield dg.AssetCheckResult(
+            check_name="no_drift_detected", passed=True, severity=dg.AssetCheckSeverity.WARN, description=message
+        )
+        return
     result = drift.compute_drift(reference, current, html_path=out_dir / f"{partition}.html", seed=20261125)
     (out_dir / f"{partition}.json").write_text(json.dumps(result.to_dict(), indent=2, sort_keys=True, default=str))
     metadata = {
