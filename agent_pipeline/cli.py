@@ -45,10 +45,28 @@ def _load(args, store):
     return store.load(alias=getattr(args, "alias", None) or "champion")
 
 
+def _serving_router(args):
+    """The champion's serving bundle, when the default champion is asked for and one exists."""
+    if args.version or args.alias:
+        return None
+    from agent_pipeline.lib import serving
+    from agent_pipeline.lib.settings import DEFAULT_MODEL_NAME, pipeline_home
+
+    path = serving.bundle_path(pipeline_home())
+    if not path.is_file():
+        return None
+    router = serving.load(path)
+    return router if router.model_name == (args.model_name or DEFAULT_MODEL_NAME) else None
+
+
 def cmd_route(args) -> int:
-    store = _registry(args)
-    model = _load(args, store)
-    d = model.route_one(args.text)
+    fast = _serving_router(args)
+    if fast is not None:
+        model_name, version, d = fast.model_name, fast.version, fast.route(args.text)
+    else:
+        store = _registry(args)
+        model = _load(args, store)
+        model_name, version, d = store.model_name, model.version, model.route_one(args.text)
     out = {
         "route": d["route"],
         "agent": d["agent"],
@@ -58,7 +76,7 @@ def cmd_route(args) -> int:
         "fallback": bool(d["fallback"]),
         "fallback_reason": d["fallback_reason"] or None,
         "rule": d["rule"] or None,
-        "model_version": model.version,
+        "model_version": version,
     }
     why = f" ({d['fallback_reason']})" if d["fallback"] else ""
     _print(
@@ -71,7 +89,7 @@ def cmd_route(args) -> int:
             f"confidence:  {out['confidence']:.3f}",
             f"fallback:    {'yes' if out['fallback'] else 'no'}",
             f"rule:        {out['rule'] or '-'}",
-            f"model:       {store.model_name} v{model.version}",
+            f"model:       {model_name} v{version}",
         ],
     )
     return 0
@@ -279,9 +297,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     args = build_parser().parse_args(argv)
-    from agent_pipeline.lib.datasets import DatasetError
-    from agent_pipeline.lib.registry import RegistryError
-    from agent_pipeline.lib.registry_config import ConfigError
+    from agent_pipeline.lib.errors import ConfigError, DatasetError, RegistryError
 
     try:
         return int(args.func(args) or 0)

@@ -25,15 +25,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from agent_pipeline.lib.errors import DatasetError
 from agent_pipeline.lib.registry_config import AgentRegistry
 
 REQUIRED_COLUMNS = ("text", "label")
 OPTIONAL_COLUMNS = ("expected_route", "id", "tags")
 SCHEMA_COLUMNS = ("id", "text", "label", "expected_route", "tags")
-
-
-class DatasetError(ValueError):
-    """A dataset file cannot be read at all; the message names the file."""
 
 
 def case_id(text: str, label: str, prefix: str = "case") -> str:

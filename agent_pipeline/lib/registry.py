@@ -23,15 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from agent_pipeline.lib import settings
+from agent_pipeline.lib.errors import RegistryError
 
 CANDIDATE = "candidate"
 CHAMPION = "champion"
 PREVIOUS_CHAMPION = "previous-champion"
 PIP_REQUIREMENTS = ["scikit-learn>=1.9,<2", "pandas>=2.2,<3", "numpy>=2,<3", "pyyaml>=6", "mlflow>=3.17,<4"]
-
-
-class RegistryError(RuntimeError):
-    """A registry operation cannot be done (unknown version, missing alias, failed gate ...)."""
 
 
 def utc_now() -> str:
@@ -275,6 +272,7 @@ class ModelRegistry:
             self.client.set_registered_model_alias(self.model_name, PREVIOUS_CHAMPION, previous)
         self.client.set_registered_model_alias(self.model_name, CHAMPION, version)
         self.set_version_tags(version, {"promoted_at": record["time"], "promoted_by": record["user"]})
+        self.refresh_serving_bundle(version)
         return record
 
     def rollback(self, to_version: str | None = None, reason: str = "") -> dict[str, Any]:
@@ -299,7 +297,19 @@ class ModelRegistry:
         if current is not None:
             self.client.set_registered_model_alias(self.model_name, PREVIOUS_CHAMPION, current)
         self.set_version_tags(target, {"rolled_back_to_at": record["time"]})
+        self.refresh_serving_bundle(target)
         return record
+
+    def refresh_serving_bundle(self, version: str) -> None:
+        """Export the champion's decision path for fast cold starts (``lib/serving.py``)."""
+        from agent_pipeline.lib import serving
+
+        model = self.load(version=version)
+        path = serving.bundle_path(self.home)
+        if model.router is None:
+            path.unlink(missing_ok=True)  # a foreign pyfunc router: route through MLflow
+        else:
+            serving.export(model.router, self.model_name, version, path)
 
 
 def append_audit(home: Path, record: dict[str, Any]) -> None:

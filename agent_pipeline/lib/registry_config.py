@@ -12,12 +12,10 @@ from pathlib import Path
 
 import yaml
 
+from agent_pipeline.lib.errors import ConfigError
+
 FALLBACK_ROUTE = "fallback"
 OOS_LABEL = "oos"
-
-
-class ConfigError(ValueError):
-    """A configuration file is missing or malformed; the message names the file and the problem."""
 
 
 @dataclass(frozen=True)

@@ -127,3 +127,18 @@ def test_registry_routes(agents):
     assert agents.route_for_label("transfer") == "banking"
     assert agents.route_for_label("contract_summary") == "contracts"
     assert "weather" in agents.known_labels and "fallback" in agents.routes
+
+
+def test_serving_bundle_routes_exactly_like_the_router(trained, tmp_path):
+    """The sklearn-free serving path (fast CLI cold start) gives the router's decisions."""
+    from agent_pipeline.lib import serving
+
+    router, _, val = trained
+    path = serving.export(router, "agent-router", "7", tmp_path / "champion.pkl")
+    fast = serving.load(path)
+    assert (fast.model_name, fast.version) == ("agent-router", "7")
+    texts = val["text"].tolist() + ["Generate contract summary", "What is the weather today?", "  Two   spaces\tand TAB ", ""]
+    for text in texts:
+        want, got = router.route(text).to_dict(), fast.route(text)
+        assert abs(want.pop("confidence") - got.pop("confidence")) < 1e-12, text
+        assert got == want, text
