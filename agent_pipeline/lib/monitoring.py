@@ -59,3 +59,25 @@ def capture_reference(home: Path, model, texts: Iterable[str]) -> dict:
     frame.to_parquet(tmp, index=False)
     tmp.replace(path)
     return {"rows": len(frame), "path": str(versioned)}
+
+
+def day_drift(log: pd.DataFrame, reference: pd.DataFrame, router, *, html_path: Path | None, seed: int,
+              max_rows: int | None = None):
+    """Drift of one day's records against the reference, featurizing at most ``max_rows`` rows.
+
+    Text features are the expensive part of a drift report (a TF-IDF transform and a projection
+    per text), and the drift statistics are computed on a sample of ``max_rows`` anyway, so the
+    day is sampled (seeded, without replacement) *before* featurizing. The verdict then costs
+    the same for 50 000 or 1 000 000 records; the fallback-rate and route-share summary is
+    computed on that sample too.
+    """
+    import numpy as np
+
+    from agent_pipeline.lib import drift
+
+    max_rows = max_rows or drift.DEFAULT_MAX_ROWS
+    if len(log) > max_rows:
+        rows = np.sort(np.random.default_rng([seed, 2]).choice(len(log), size=max_rows, replace=False))
+        log = log.iloc[rows]
+    current = with_features(log, router) if router is not None else log.reset_index(drop=True)
+    return drift.compute_drift(reference, current, html_path=html_path, seed=seed, max_rows=max_rows)

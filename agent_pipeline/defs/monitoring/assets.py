@@ -97,26 +97,26 @@ def drift_report(context: dg.AssetExecutionContext, mlflow: MlflowRegistry, stat
         log = ingest.load_log(settings.inference_log_dir(state.path), partition)
     except FileNotFoundError as exc:
         raise dg.Failure(description=f"{exc}; materialize inference_log for {partition} first") from exc
-    # Features of today's texts through the same router that produced the reference.
-    router = mlflow.open(state.path).load(version=reference_version).router
-    current = monitoring.with_features(log, router) if router is not None else log
     out_dir = settings.reports_dir(state.path) / "drift"
-    if len(current) < drift.DEFAULT_MIN_ROWS:
-        message = f"{partition}: {len(current)} valid records, fewer than the {drift.DEFAULT_MIN_ROWS} a drift verdict needs"
+    if len(log) < drift.DEFAULT_MIN_ROWS:
+        message = f"{partition}: {len(log)} valid records, fewer than the {drift.DEFAULT_MIN_ROWS} a drift verdict needs"
         context.log.warning(message)
         yield dg.MaterializeResult(
-            metadata={"drift_detected": False, "insufficient_data": True, "n_current": len(current),
+            metadata={"drift_detected": False, "insufficient_data": True, "n_records": len(log),
                       "reference_model_version": reference_version}
         )
         yield dg.AssetCheckResult(
             check_name="no_drift_detected", passed=True, severity=dg.AssetCheckSeverity.WARN, description=message
         )
         return
-    result = drift.compute_drift(reference, current, html_path=out_dir / f"{partition}.html", seed=20261125)
+    # Today's texts are featurized by the same router version that produced the reference.
+    router = mlflow.open(state.path).load(version=reference_version).router
+    result = monitoring.day_drift(log, reference, router, html_path=out_dir / f"{partition}.html", seed=20261125)
     (out_dir / f"{partition}.json").write_text(json.dumps(result.to_dict(), indent=2, sort_keys=True, default=str))
     metadata = {
         **result.to_metadata(),
         "reference_model_version": reference_version,
+        "n_records": len(log),
         "report_html": dg.MetadataValue.path(str(out_dir / f"{partition}.html")),
         "report_json": dg.MetadataValue.path(str(out_dir / f"{partition}.json")),
     }
