@@ -177,10 +177,14 @@ class MiniLMEncoder:
         x *= h
         return x
 
-    def _encoder(self, x: np.ndarray, mask_bias: np.ndarray | None) -> np.ndarray:
-        """Run the layers over ``x`` (batch, length, dim); ``mask_bias`` (batch, length) or None."""
-        b, n, d = x.shape
-        nh, hd = self.n_heads, self.head_dim
+    def _encoder(self, x: np.ndarray, b: int, mask_bias: np.ndarray | None) -> np.ndarray:
+        """Run the layers over ``x`` (batch * length, dim); ``mask_bias`` (batch, length) or None.
+
+        Dense layers are single 2-D GEMMs over every token of the batch; only attention is
+        per sequence and head.
+        """
+        n = x.shape[0] // b
+        nh, hd, d = self.n_heads, self.head_dim, self.dim
         for wqkv, bqkv, wo, bo, g1, b1, wi, bi, wo2, bo2, g2, b2 in self._layers:
             qkv = x @ wqkv
             qkv += bqkv
@@ -191,7 +195,7 @@ class MiniLMEncoder:
             scores -= scores.max(axis=-1, keepdims=True)
             np.exp(scores, out=scores)
             scores /= scores.sum(axis=-1, keepdims=True)
-            ctx = (scores @ qkv[2]).transpose(0, 2, 1, 3).reshape(b, n, d)
+            ctx = (scores @ qkv[2]).transpose(0, 2, 1, 3).reshape(b * n, d)
             h = ctx @ wo
             h += bo
             h += x
@@ -205,9 +209,10 @@ class MiniLMEncoder:
         return x
 
     def _embed_ids(self, ids: np.ndarray) -> np.ndarray:
+        """Token + position embeddings and LayerNorm of ``ids`` (batch, length): (batch * length, dim)."""
         x = self._word[ids]
-        x += self._pos[: ids.shape[-1]]
-        return _layer_norm(x, *self._emb_ln)
+        x += self._pos[: ids.shape[1]]
+        return _layer_norm(x.reshape(-1, self.dim), *self._emb_ln)
 
     # -- public ----------------------------------------------------------------------------
     def token_ids(self, text: str) -> list[int]:
@@ -217,7 +222,7 @@ class MiniLMEncoder:
     def encode_one(self, text: str) -> np.ndarray:
         """The embedding of one text, shape (dim,), float32, unit length."""
         ids = np.asarray(self.token_ids(text), dtype=np.intp)
-        x = self._encoder(self._embed_ids(ids)[None], None)[0]
+        x = self._encoder(self._embed_ids(ids[None]), 1, None)
         v = x.mean(axis=0)
         v /= max(float(np.sqrt(v @ v)), 1e-12)
         return v
@@ -241,7 +246,7 @@ class MiniLMEncoder:
                 ids[r, : len(seq)] = seq
                 mask[r, : len(seq)] = 1.0
             bias = None if mask.all() else (1.0 - mask) * np.finfo(np.float32).min
-            x = self._encoder(self._embed_ids(ids), bias)
+            x = self._encoder(self._embed_ids(ids), len(rows), bias).reshape(len(rows), n, self.dim)
             pooled = np.einsum("bnd,bn->bd", x, mask) / mask.sum(axis=1, keepdims=True)
             pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), np.float32(1e-12))
             out[rows] = pooled
