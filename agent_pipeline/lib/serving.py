@@ -26,6 +26,37 @@ FORMAT_VERSION = 1
 _WHITE_SPACES = re.compile(r"\s\s+")
 
 
+def linear_proba(text: str, parts, intercept: np.ndarray) -> np.ndarray:
+    """Softmax of a linear model over concatenated TF-IDF blocks, for one text, without sparse matrices.
+
+    ``parts``: per vectorizer ``(analyzer, vocabulary, idf, coef rows, sublinear_tf)``. Per
+    block: count the n-grams found in the vocabulary, apply sublinear tf and idf, l2-normalise,
+    and add ``weights @ coef[rows]`` to the scores. The single-request path of both the
+    ``fast`` router (``router.FastLinearTextClassifier``) and the serving bundle.
+    """
+    scores = intercept.copy()
+    for analyzer, vocab, idf, coef, sublinear in parts:
+        counts: dict[int, int] = {}
+        get = vocab.get
+        for gram in analyzer(text):
+            j = get(gram)
+            if j is not None:
+                counts[j] = counts.get(j, 0) + 1
+        if not counts:
+            continue
+        idx = np.fromiter(counts.keys(), dtype=np.intp, count=len(counts))
+        tf = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
+        if sublinear:
+            tf = np.log(tf) + 1.0
+        w = tf * idf[idx]
+        w /= np.sqrt(w @ w)
+        scores += w @ coef[idx]
+    scores -= scores.max()
+    np.exp(scores, out=scores)
+    scores /= scores.sum()
+    return scores
+
+
 def bundle_path(home: Path) -> Path:
     return Path(home) / "serving" / "champion.pkl"
 
@@ -138,27 +169,7 @@ class ServingRouter:
         return analyze
 
     def predict_proba_one(self, text: str) -> np.ndarray:
-        scores = self.intercept.copy()
-        for analyzer, vocab, idf, coef, sublinear in self._parts:
-            counts: dict[int, int] = {}
-            get = vocab.get
-            for gram in analyzer(text):
-                j = get(gram)
-                if j is not None:
-                    counts[j] = counts.get(j, 0) + 1
-            if not counts:
-                continue
-            idx = np.fromiter(counts.keys(), dtype=np.intp, count=len(counts))
-            tf = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
-            if sublinear:
-                tf = np.log(tf) + 1.0
-            w = tf * idf[idx]
-            w /= np.sqrt(w @ w)
-            scores += w @ coef[idx]
-        scores -= scores.max()
-        np.exp(scores, out=scores)
-        scores /= scores.sum()
-        return scores
+        return linear_proba(text, self._parts, self.intercept)
 
     def _route_for_label(self, label: str) -> str:
         return self.label_to_agent.get(label, "fallback")
