@@ -23,10 +23,11 @@ help:
 setup: $(STAMP)
 
 # Rebuilt only when the lock file or the project metadata changes.
-$(STAMP): requirements.lock pyproject.toml Makefile
+$(STAMP): requirements.lock requirements-nodeps.txt pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
 	$(BIN)/uv pip install --python $(BIN)/python --compile-bytecode --quiet -r requirements.lock
+	$(BIN)/uv pip install --python $(BIN)/python --compile-bytecode --quiet --no-deps --require-hashes -r requirements-nodeps.txt
 	$(BIN)/uv pip install --python $(BIN)/python --compile-bytecode --quiet --no-deps -e .
 	# Every Python process of the venv defaults DAGSTER_HOME into AGENT_PIPELINE_HOME (agent_pipeline/_home.py).
 	echo "import agent_pipeline._home" > "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/zz_agent_pipeline_home.pth"
