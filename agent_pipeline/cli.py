@@ -169,14 +169,10 @@ def cmd_status(args) -> int:
 
 def cmd_bless(args) -> int:
     from agent_pipeline.lib import evaluation
-    from agent_pipeline.lib.registry import RegistryError, current_user, utc_now
 
     store = _registry(args)
     version = store.resolve(version=args.version) if args.version else store.resolve(alias="champion")
-    ev = evaluation.latest_evaluation(store.home, version)
-    if ev is None:
-        raise RegistryError(f"version {version} has no saved evaluation; evaluate it first")
-    info = evaluation.bless(store.home, ev, blessed_by=args.by or current_user(), blessed_at=utc_now(), reason=args.reason)
+    info = evaluation.bless_latest(store.home, version, args.by, args.reason)
     _print(info, args.json, [f"blessed v{info['version']} evaluation {info['evaluation_id']} as the baseline ({info['blessed_by']}, {info['blessed_at']})"])
     return 0
 

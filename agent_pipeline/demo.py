@@ -17,8 +17,9 @@ sees a queued retrain, as it would under the daemon), and executes queued runs i
 a time, in this process; the daemon's queue would run two at once (``dagster.yaml``).
 
 Exit code 0 only when every run expected to succeed did and the story happened as told
-(stable days without drift, one retrain after the new topic). A retrain blocked by a gate is a
-valid outcome; it is reported with the gates' reasons.
+(stable days without drift, one retrain after the new topic). A retrain whose candidate a
+promotion gate blocks is a valid outcome, reported with the gates' reasons; a retrain stopped
+earlier (a failed dataset check, a crash) is not.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ TRIGGER_TAG = "agent_pipeline/trigger"  # as in defs/monitoring/sensors.py
 RUN_KEY_TAG = "dagster/run_key"
 SENSOR_NAME_TAG = "dagster/sensor_name"
 PARTITION_TAG = "dagster/partition"
+GATED_ASSET = "candidate_evaluation"  # its blocking checks are the promotion gates
 # Run-level Dagster logs at WARNING: failures and warnings stay visible, step chatter does not.
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
@@ -56,14 +58,20 @@ class DemoError(RuntimeError):
 
 # -- state folder and logging ---------------------------------------------------------------
 def fresh_home(requested: str | None, now: datetime) -> Path:
-    """``requested`` (must be missing or empty) or ``.agent_pipeline/demo-<UTC timestamp>``."""
+    """``requested`` (must be missing or empty) or ``.agent_pipeline/demo-<UTC timestamp>``.
+
+    The only file tolerated is ``dagster/dagster.yaml``: ``agent_pipeline._home`` copies it at
+    interpreter start when ``AGENT_PIPELINE_HOME`` or ``DAGSTER_HOME`` already points there.
+    """
     home = (
         Path(requested).expanduser().resolve()
         if requested
         else REPO_ROOT / ".agent_pipeline" / f"demo-{now:%Y%m%dT%H%M%SZ}"
     )
-    if home.exists() and (not home.is_dir() or any(home.iterdir())):
-        raise DemoError(f"{home}: exists and is not an empty folder; the demo needs a fresh state folder")
+    if home.exists():
+        files = [p for p in home.rglob("*") if not p.is_dir()] if home.is_dir() else [home]
+        if files and files != [home / "dagster" / "dagster.yaml"]:
+            raise DemoError(f"{home}: exists and is not an empty folder; the demo needs a fresh state folder")
     home.mkdir(parents=True, exist_ok=True)
     return home
 
@@ -120,7 +128,7 @@ class RunReport:
     tags: dict[str, str]
     checks: list[CheckOutcome]
     materialized: dict[str, dict[str, Any]]  # asset key -> metadata values (+ "_timestamp")
-    errors: list[str]
+    errors: list[tuple[str, str, str]]  # (step, error class, message) of each failed step
 
     @classmethod
     def read(cls, instance, run_id: str, seconds: float) -> RunReport:
@@ -145,7 +153,9 @@ class RunReport:
                 }
             elif event.event_type == dg.DagsterEventType.STEP_FAILURE:
                 error = event.step_failure_data.error
-                errors.append(f"{event.step_key}: {error.cls_name}: {error.message.strip()}" if error else str(event.message))
+                errors.append(
+                    (event.step_key, error.cls_name, error.message.strip()) if error else (event.step_key, "", str(event.message))
+                )
         return cls(run_id, run.job_name, run.status.value, seconds, dict(run.tags), checks, materialized, errors)
 
     @property
@@ -156,16 +166,22 @@ class RunReport:
     def short_id(self) -> str:
         return self.run_id[:8]
 
-    def failed_checks(self, severity: str = "ERROR") -> list[CheckOutcome]:
-        return [c for c in self.checks if not c.passed and c.severity == severity]
+    def failed_checks(self) -> list[CheckOutcome]:
+        return [c for c in self.checks if not c.passed and c.severity == "ERROR"]
 
     @property
     def blocked_by_gates(self) -> bool:
-        """Failed only because blocking checks failed (a valid outcome, not a crash)."""
+        """Failed only because promotion gates (blocking checks on the candidate's evaluation) failed.
+
+        That is a valid outcome, not a crash; a failed dataset check is not a gate: it stops the
+        run before there is a candidate.
+        """
+        failed = self.failed_checks()
         return (
             not self.success
-            and bool(self.failed_checks())
-            and all("DagsterAssetCheckFailedError" in e or "not promoted: gates failed" in e for e in self.errors)
+            and bool(failed)
+            and all(c.asset == GATED_ASSET for c in failed)
+            and all(cls == "DagsterAssetCheckFailedError" for _, cls, _ in self.errors)
         )
 
 
@@ -364,8 +380,9 @@ class Demo:
         end = start + timedelta(days=DAYS_PER_PHASE - 1)
         self.event(
             f"simulated {DAYS_PER_PHASE} '{scenario}' days {start}..{end} ({self.rows_per_day} requests/day, "
-            f"seed {SEED}) routed by champion v{model.version}: {', '.join(p.name for p in paths)}"
+            f"seed {SEED}), routed by champion v{model.version}"
         )
+        self.detail(f"landing files: {', '.join(p.name for p in paths)}")
         return paths
 
     def execute_next(self) -> RunReport:
@@ -374,8 +391,8 @@ class Demo:
         trigger = report.tags.get(TRIGGER_TAG, "manual")
         partition = f" [{report.tags[PARTITION_TAG]}]" if PARTITION_TAG in report.tags else ""
         self.event(f"run {report.short_id} {report.job}{partition} ({trigger}): {report.status} in {report.seconds:.1f} s")
-        for error in report.errors:
-            self.detail(f"error: {error[:400]}")
+        for step, _, message in report.errors:
+            self.detail(f"failed step {step}: {message.splitlines()[0][:300]}")
         return report
 
     def describe_training(self, report: RunReport, expect_feedback: bool) -> str | None:
@@ -394,12 +411,15 @@ class Demo:
                 f"validation in-scope accuracy {candidate.get('val_in_scope_accuracy', float('nan')):.3f})"
             )
         for check in report.checks:
-            if check.asset == "candidate_evaluation":
+            if check.asset == GATED_ASSET:
                 self.detail(f"gate {check.name}: {'passed' if check.passed else 'FAILED'} - {check.description}")
+            elif not check.passed:
+                self.detail(f"check {check.asset}.{check.name} FAILED ({check.severity}) - {check.description}")
         champion = report.materialized.get("champion_model")
         if champion:
             self.event(
-                f"promoted v{champion['champion_version']} to champion (previous: {champion['previous_champion']})"
+                f"promoted v{champion['champion_version']} to champion "
+                f"(previous: {'none' if champion['previous_champion'] == 'None' else 'v' + champion['previous_champion']})"
             )
             return str(champion["champion_version"])
         if report.blocked_by_gates:
@@ -431,21 +451,17 @@ class Demo:
                 f"{md.get('drifted_features')})"
             )
 
-    def drain(self, expect_feedback: bool) -> None:
+    def drain(self) -> None:
         """Run the queue; after each monitoring run, tick the drift sensor (the daemon would)."""
         while self.orchestrator.queue:
             report = self.execute_next()
             if report.job == MONITORING_JOB:
-                if not report.success:
-                    self.problem(f"monitoring run {report.run_id} ended {report.status}")
                 self.describe_drift(report)
                 tick = self.orchestrator.tick(DRIFT_SENSOR)
                 self.event(tick.describe())
                 self.retrain_runs += tick.run_ids
             elif report.job == TRAIN_JOB:
-                self.describe_training(report, expect_feedback)
-                if not (report.success or report.blocked_by_gates):
-                    self.problem(f"retraining run {report.run_id} ended {report.status} without a gate verdict")
+                self.describe_training(report, expect_feedback=True)
 
     # the story
     def run(self) -> int:
@@ -463,7 +479,7 @@ class Demo:
         print(f"\n== 2. {DAYS_PER_PHASE} days of stable traffic", flush=True)
         self.simulate("stable", stable_start)
         self.event(self.orchestrator.tick(LANDING_SENSOR).describe())
-        self.drain(expect_feedback=True)
+        self.drain()
         stable_days = [str(stable_start + timedelta(days=d)) for d in range(DAYS_PER_PHASE)]
         drifted = [d for d in stable_days if self.drift_by_day.get(d, {}).get("drift_detected")]
         missing = [d for d in stable_days if d not in self.drift_by_day]
@@ -476,7 +492,7 @@ class Demo:
         print(f"\n== 3. {DAYS_PER_PHASE} days of a new topic", flush=True)
         self.simulate("new-topic", new_topic_start)
         self.event(self.orchestrator.tick(LANDING_SENSOR).describe())
-        self.drain(expect_feedback=True)
+        self.drain()
         new_days = [str(new_topic_start + timedelta(days=d)) for d in range(DAYS_PER_PHASE)]
         if not any(self.drift_by_day.get(d, {}).get("drift_detected") for d in new_days):
             self.problem("no drift report flagged the new-topic days")
@@ -502,7 +518,7 @@ class Demo:
         print(f"see it in the UI: AGENT_PIPELINE_HOME={self.home} make run")
         if self.problems:
             print(f"\ndemo FAILED ({len(self.problems)} problem(s)):")
-            for p in dict.fromkeys(self.problems):
+            for p in self.problems:
                 print(f"  - {p}")
             return 1
         print("\ndemo OK")

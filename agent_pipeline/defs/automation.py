@@ -31,6 +31,7 @@ bless_baseline_job = dg.define_asset_job(
     "bless_baseline_job",
     selection=dg.AssetSelection.assets("benchmark_baseline"),
     description="Bless an evaluated version (the champion by default) as the benchmark baseline.",
+    config={"ops": {"benchmark_baseline": {"config": {"version": "champion", "blessed_by": "", "reason": ""}}}},
 )
 
 traffic_monitoring_job = dg.define_asset_job(

@@ -218,6 +218,17 @@ def bless(home: Path, evaluation: Evaluation, *, blessed_by: str, blessed_at: st
     return info
 
 
+def bless_latest(home: Path, version: str, blessed_by: str, reason: str = "") -> dict[str, Any]:
+    """Bless the newest saved evaluation of ``version`` (the bless job, the CLI and the bootstrap)."""
+    from agent_pipeline.lib.errors import RegistryError
+    from agent_pipeline.lib.registry import current_user, utc_now
+
+    ev = latest_evaluation(home, version)
+    if ev is None:
+        raise RegistryError(f"version {version} has no saved evaluation under {settings.evaluations_dir(home)}; evaluate it first")
+    return bless(home, ev, blessed_by=blessed_by or current_user(), blessed_at=utc_now(), reason=reason)
+
+
 def load_baseline(home: Path) -> tuple[Evaluation, dict[str, Any]] | None:
     """The blessed baseline evaluation and its blessing record, or None before the first one."""
     pointer = settings.baseline_dir(home) / "current.json"

@@ -81,3 +81,18 @@ def day_drift(log: pd.DataFrame, reference: pd.DataFrame, router, *, html_path: 
         log = log.iloc[rows]
     current = with_features(log, router) if router is not None else log.reset_index(drop=True)
     return drift.compute_drift(reference, current, html_path=html_path, seed=seed, max_rows=max_rows)
+
+
+def restore_reference(home: Path, version: str) -> bool:
+    """Make the reference captured when ``version`` was promoted current again (after a rollback).
+
+    Returns False when that version never had a reference captured (it was never promoted here).
+    """
+    path = reference_path(home)
+    versioned = path.with_name(f"reference-v{version}.parquet")
+    if not versioned.is_file():
+        return False
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(versioned.read_bytes())
+    tmp.replace(path)
+    return True

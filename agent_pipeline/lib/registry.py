@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import logging
 import os
 import tempfile
 from dataclasses import dataclass
@@ -90,8 +91,6 @@ class ModelRegistry:
         return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
 
     def _activate(self) -> str:
-        import logging
-
         import mlflow
 
         for name in ("mlflow", "alembic"):
@@ -298,6 +297,13 @@ class ModelRegistry:
             self.client.set_registered_model_alias(self.model_name, PREVIOUS_CHAMPION, current)
         self.set_version_tags(target, {"rolled_back_to_at": record["time"]})
         self.refresh_serving_bundle(target)
+        from agent_pipeline.lib import monitoring
+
+        if not monitoring.restore_reference(self.home, target):
+            logging.getLogger(__name__).warning(
+                "version %s has no drift reference in %s; drift reports keep the previous one until a promotion",
+                target, self.home,
+            )
         return record
 
     def refresh_serving_bundle(self, version: str) -> None:

@@ -16,6 +16,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
+from agent_pipeline.definitions import defs
 from agent_pipeline.defs.datasets import assets, checks
 from agent_pipeline.defs.resources import RouterFiles, StateFolder
 from agent_pipeline.lib.registry import ModelRegistry
@@ -27,9 +28,10 @@ def golden_rows(small_inputs) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def training(small_inputs) -> pd.DataFrame:
+def training(small_inputs, tmp_path_factory) -> pd.DataFrame:
+    """The training_examples asset's value for the small training file (no reviewed feedback)."""
     files = RouterFiles(train_path=str(small_inputs.train))
-    return assets.training_examples(files=files, state=StateFolder(home=str(small_inputs.root / "state"))).value
+    return assets.training_examples(files=files, state=StateFolder(home=str(tmp_path_factory.mktemp("state")))).value
 
 
 def write(df: pd.DataFrame, path: Path) -> Path:
@@ -136,8 +138,6 @@ def test_malformed_golden_file_stops_the_run_before_anything_downstream(pipeline
     df.loc[6, "label"] = "teleport_me"
     bad = write(df, tmp_path / "golden_malformed.csv")
     monkeypatch.setenv("AGENT_PIPELINE_GOLDEN_DATA", str(bad))
-    from agent_pipeline.definitions import defs
-
     job = defs().resolve_job_def("train_and_promote_job")
     # Everything but router_candidate: the gate sits before training would matter, and the
     # run stays seconds long. candidate_evaluation and champion_model are in the selection.

@@ -5,8 +5,9 @@ each test reads one chapter of it:
 
 A. ``train_and_promote_job`` from scratch: v1 trained, every gate passes, v1 becomes champion,
    the audit log, the baseline and the drift reference are written.
-B. A worse candidate (v2, trained on a label-shuffled copy): ``no_regression_vs_baseline`` fails
-   and names the cases, ``champion_model`` does not run, v1 stays champion.
+B. A worse candidate (v2, trained on a label-shuffled copy of the training file):
+   ``no_regression_vs_baseline`` fails and names the cases, ``champion_model`` does not run,
+   v1 stays champion.
 C. A good candidate (v3) under a latency SLO nobody can meet: only ``latency_within_slo``
    fails, and promotion is blocked the same way.
 D. ``champion_model`` alone, in a later run, on C's evaluation: it reads the gate results from
@@ -29,7 +30,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from agent_pipeline.lib import evaluation, monitoring
+from agent_pipeline.definitions import defs
+from agent_pipeline.lib import evaluation, monitoring, serving
 from agent_pipeline.lib.registry import CHAMPION, PREVIOUS_CHAMPION, ModelRegistry, read_audit
 
 GATES = {"no_regression_vs_baseline", "critical_cases_pass", "routing_is_deterministic", "latency_within_slo"}
@@ -43,6 +45,7 @@ class Chapter:
     result: dg.ExecuteInProcessResult
     champion: str | None
     previous_champion: str | None
+    served: str | None  # the version in the serving bundle, what ``agent-pipeline route`` answers with
     audit: list[dict]
     materialized: set[str] = field(init=False)
     checks: dict[tuple[str, str], dg.AssetCheckEvaluation] = field(init=False)
@@ -74,15 +77,20 @@ class Story:
 
 def run(instance: dg.DagsterInstance, *assets: str) -> dg.ExecuteInProcessResult:
     """``train_and_promote_job`` built from the current environment (optionally a subset of it)."""
-    from agent_pipeline.definitions import defs
-
     job = defs().resolve_job_def("train_and_promote_job")
     selection = [dg.AssetKey(a) for a in assets] if assets else None
     return job.execute_in_process(instance=instance, asset_selection=selection, raise_on_error=False)
 
 
 def chapter(result: dg.ExecuteInProcessResult, store: ModelRegistry) -> Chapter:
-    return Chapter(result, store.alias_version(CHAMPION), store.alias_version(PREVIOUS_CHAMPION), read_audit(store.home))
+    bundle = serving.bundle_path(store.home)
+    return Chapter(
+        result,
+        store.alias_version(CHAMPION),
+        store.alias_version(PREVIOUS_CHAMPION),
+        serving.load(bundle).version if bundle.is_file() else None,
+        read_audit(store.home),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +98,8 @@ def story(small_inputs, tmp_path_factory) -> Story:
     root = tmp_path_factory.mktemp("lifecycle")
     home = root / "home"
     shuffled = root / "train_shuffled.csv"
-    train = pd.read_csv(small_inputs.train, dtype=str, keep_default_na=False)
+    # 20 rows per label (the training check's minimum) keep the fit short; shuffling keeps the counts.
+    train = pd.read_csv(small_inputs.train, dtype=str, keep_default_na=False).groupby("label").head(20)
     train.assign(label=np.random.default_rng(7).permutation(train["label"].to_numpy())).to_csv(shuffled, index=False)
     tiny_slo = root / "gates_tiny_slo.yaml"
     gates = yaml.safe_load(small_inputs.gates_config.read_text())
@@ -130,7 +139,7 @@ def test_first_run_promotes_v1_after_every_check_passed(story):
     assert {name for asset, name in a.checks if asset == "candidate_evaluation"} == GATES
     assert [k for k, e in a.checks.items() if not e.passed] == []
     assert len(a.checks) == 11  # 7 dataset checks + 4 gates
-    assert (a.champion, a.previous_champion) == ("1", None)
+    assert (a.champion, a.previous_champion, a.served) == ("1", None, "1")
 
 
 def test_first_promotion_is_audited_with_its_gates(story):
@@ -191,7 +200,7 @@ def test_worse_candidate_is_not_promoted_and_history_is_intact(story):
     a, b = story.chapters["A"], story.chapters["B"]
     assert "router_candidate" in b.materialized and "candidate_evaluation" in b.materialized
     assert "champion_model" not in b.materialized
-    assert (b.champion, b.previous_champion) == ("1", None)
+    assert (b.champion, b.previous_champion, b.served) == ("1", None, "1")
     assert b.audit == a.audit
     v1 = story.store.load(version="1")
     assert v1.route_one("Generate contract summary")["route"] == "contracts"
@@ -205,7 +214,7 @@ def test_latency_breach_alone_blocks_promotion(story):
     assert c.gate("latency_within_slo").description.startswith("SLO breached: p50 ")
     assert c.gate("latency_within_slo").metadata["model_version"].value == "3"
     assert "champion_model" not in c.materialized
-    assert c.champion == "1"
+    assert (c.champion, c.served) == ("1", "1")
     assert c.audit == a.audit
 
 
@@ -218,7 +227,7 @@ def test_champion_model_alone_refuses_a_candidate_with_a_failed_gate(story):
     message = d.failure_description()
     assert message.startswith("version 3 not promoted: gates failed ['latency_within_slo']")
     assert "the champion is unchanged" in message
-    assert d.champion == "1"
+    assert (d.champion, d.served) == ("1", "1")
     assert d.audit == story.chapters["A"].audit
 
 
@@ -226,7 +235,7 @@ def test_champion_model_alone_refuses_a_candidate_with_a_missing_gate(story):
     d = story.chapters["D_missing_gate"]
     assert not d.result.success
     assert "not run ['latency_within_slo']" in d.failure_description()
-    assert d.champion == "1"
+    assert (d.champion, d.served) == ("1", "1")
     assert d.audit == story.chapters["A"].audit
 
 
@@ -236,7 +245,7 @@ def test_reevaluated_candidate_is_promoted_with_previous_champion_kept(story):
     assert e.result.success, [x.description for x in e.checks.values() if not x.passed]
     assert e.materialized == {"candidate_evaluation", "champion_model"}
     assert {name for _, name in e.checks} == GATES  # the gates ran again on the new evaluation
-    assert (e.champion, e.previous_champion) == ("3", "1")
+    assert (e.champion, e.previous_champion, e.served) == ("3", "1", "3")
     promotion = e.audit[-1]
     assert (promotion["action"], promotion["version"], promotion["previous_champion"]) == ("promote", "3", "1")
     assert promotion["baseline"]["version"] == "1"
@@ -245,7 +254,7 @@ def test_reevaluated_candidate_is_promoted_with_previous_champion_kept(story):
 
 def test_rollback_restores_previous_champion_and_is_audited(story):
     after, e = story.after_rollback, story.chapters["E"]
-    assert (after.champion, after.previous_champion) == ("1", "3")
+    assert (after.champion, after.previous_champion, after.served) == ("1", "3", "1")
     assert after.audit[:-1] == e.audit  # appended, nothing rewritten
     record = after.audit[-1]
     assert record == story.rollback
@@ -254,12 +263,6 @@ def test_rollback_restores_previous_champion_and_is_audited(story):
     assert story.store.load(alias=CHAMPION).version == "1"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: ModelRegistry.rollback() moves the champion alias but leaves monitoring/reference.parquet "
-    "captured from the rolled-back-from version (v3), so drift_report compares v1's traffic with v3's "
-    "decisions and loads v3's router for features; reference-v1.parquet exists and could be restored",
-)
 def test_rollback_restores_the_drift_reference_of_the_restored_champion(story):
     reference = pd.read_parquet(monitoring.reference_path(story.home))
     assert set(reference["model_version"]) == {story.after_rollback.champion}

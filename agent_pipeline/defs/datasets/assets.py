@@ -38,19 +38,41 @@ def dataset_output(df: pd.DataFrame, source: str, extra: dict | None = None) -> 
 
 
 @dg.asset(group_name="datasets", kinds={"pandas", "csv"}, owners=OWNERS)
-def training_examples(files: RouterFiles, state: StateFolder) -> dg.Output[pd.DataFrame]:
+def training_examples(
+    context: dg.AssetExecutionContext, files: RouterFiles, state: StateFolder
+) -> dg.Output[pd.DataFrame]:
     """Router training data: the curated training file plus human-reviewed production feedback.
 
     Reviewed traffic rows (``inference_log`` rows whose ``reviewed_label`` a person set) are
     appended with ``source=feedback``, so retraining after drift learns from what users asked.
+    A label the curated file lacks joins only once it has ``min_train_examples_per_label``
+    reviewed rows; until then its rows are held back (counted in the metadata and kept in the
+    log), so one thinly reviewed new topic cannot block a retraining.
     """
     registry = files.registry()
     curated = datasets.load_dataset(files.train_path, registry, id_prefix="train")
     curated["source"] = "curated"
     reviewed = feedback.reviewed_examples(state.path, registry, exclude_texts=curated["text"])
+    counts = reviewed["label"].value_counts()
+    thin = [lab for lab, n in counts.items() if n < files.min_train_examples_per_label and lab not in set(curated["label"])]
+    held_back = reviewed[reviewed["label"].isin(thin)]
+    if len(held_back):
+        context.log.warning(
+            "holding back %d reviewed rows of labels with fewer than %d examples: %s",
+            len(held_back), files.min_train_examples_per_label, counts[thin].to_dict(),
+        )
+    reviewed = reviewed[~reviewed["label"].isin(thin)]
     df = pd.concat([curated, reviewed], ignore_index=True) if len(reviewed) else curated
     return dataset_output(
-        df, files.train_path, {"n_curated": len(curated), "n_feedback": len(reviewed)}
+        df,
+        files.train_path,
+        {
+            "n_curated": len(curated),
+            "n_feedback": len(reviewed),
+            "n_feedback_held_back": len(held_back),
+            "feedback_labels": dg.MetadataValue.json(reviewed["label"].value_counts().to_dict()),
+            "feedback_held_back": dg.MetadataValue.json(counts[thin].to_dict()),
+        },
     )
 
 

@@ -8,7 +8,7 @@ import pandas as pd
 
 from agent_pipeline.defs.resources import MlflowRegistry, StateFolder
 from agent_pipeline.lib import datasets, evaluation, metrics
-from agent_pipeline.lib.registry import CHAMPION, ModelRegistry, RegistryError, current_user, utc_now
+from agent_pipeline.lib.registry import CHAMPION, ModelRegistry, RegistryError
 
 OWNERS = ["team:ml-platform"]
 EVAL_SETS = ("golden_eval_set", "synthetic_eval_set")
@@ -134,19 +134,16 @@ def champion_evaluation(
 
 
 class BlessConfig(dg.Config):
-    """Which evaluation becomes the baseline, and who says so."""
+    """Which evaluation becomes the baseline, and who says so.
 
-    version: str = ""  # empty = the current champion
+    ``version``: ``champion`` or a version number blesses that version's newest evaluation;
+    empty (the default, e.g. in a "materialize all") changes nothing and describes the current
+    baseline, so the baseline moves only when someone asks for it.
+    """
+
+    version: str = ""
     blessed_by: str = ""
     reason: str = ""
-
-
-def bless_latest(store: ModelRegistry, version: str, blessed_by: str, reason: str) -> dict:
-    """Bless the newest saved evaluation of ``version`` (shared by the asset, the CLI, the bootstrap)."""
-    ev = evaluation.latest_evaluation(store.home, version)
-    if ev is None:
-        raise RegistryError(f"version {version} has no saved evaluation under {store.home}/evaluations; evaluate it first")
-    return evaluation.bless(store.home, ev, blessed_by=blessed_by or current_user(), blessed_at=utc_now(), reason=reason)
 
 
 @dg.asset(
@@ -158,19 +155,27 @@ def bless_latest(store: ModelRegistry, version: str, blessed_by: str, reason: st
 def benchmark_baseline(config: BlessConfig, mlflow: MlflowRegistry, state: StateFolder) -> dg.MaterializeResult:
     """The blessed metrics and item-level results every candidate is compared with.
 
-    Changes only by an explicit bless (this asset, ``bless_baseline_job`` or ``agent-pipeline
-    bless``), recorded with who and when; the first promotion bootstraps it. Every previous
-    baseline stays under ``baseline/history/``.
+    Changes only by an explicit bless (``bless_baseline_job``, this asset with config
+    ``version: champion`` or a number, or ``agent-pipeline bless``), recorded with who and
+    when; the first promotion bootstraps it. Without a version it only reports the current
+    baseline. Every previous baseline stays under ``baseline/history/``.
     """
     store = mlflow.open(state.path)
-    version = store.resolve(version=config.version or None, alias=None if config.version else CHAMPION)
-    info = bless_latest(store, version, config.blessed_by, config.reason)
+    if config.version:
+        version = store.resolve(alias=CHAMPION) if config.version == CHAMPION else store.resolve(version=config.version)
+        info = evaluation.bless_latest(state.path, version, config.blessed_by, config.reason)
+    else:
+        found = evaluation.load_baseline(state.path)
+        if found is None:
+            raise dg.Failure(description="no baseline yet and no version to bless: set config version to 'champion' or a number")
+        info = found[1]
     return dg.MaterializeResult(
         metadata={
             "model_version": info["version"],
             "evaluation_id": info["evaluation_id"],
             "blessed_by": info["blessed_by"],
             "blessed_at": info["blessed_at"],
+            "blessed_now": bool(config.version),
             "evaluation_path": dg.MetadataValue.path(info["evaluation_path"]),
             **{k: float(v) for k, v in info["metrics"].items() if v == v},
         },

@@ -4,7 +4,6 @@
 import dagster as dg
 import pandas as pd
 
-from agent_pipeline.defs.evaluation.assets import bless_latest
 from agent_pipeline.defs.resources import GateSettings, MlflowRegistry, StateFolder
 from agent_pipeline.lib import evaluation, monitoring
 
@@ -55,7 +54,7 @@ def champion_model(
     )
     bootstrapped = False
     if baseline is None:
-        bless_latest(store, version, "bootstrap (first promotion)", "first promotion bootstraps the baseline")
+        evaluation.bless_latest(state.path, version, "bootstrap (first promotion)", "first promotion bootstraps the baseline")
         bootstrapped = True
     reference = monitoring.capture_reference(store.home, store.load(version=version), validation_examples["text"])
     context.log.info("version %s is the champion (previous: %s)", version, record["previous_champion"])
