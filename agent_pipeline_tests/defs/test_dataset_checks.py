@@ -31,7 +31,7 @@ def golden_rows(small_inputs) -> pd.DataFrame:
 def training(small_inputs, tmp_path_factory) -> pd.DataFrame:
     """The training_examples asset's value for the small training file (no reviewed feedback)."""
     files = RouterFiles(train_path=str(small_inputs.train))
-    return assets.training_examples(files=files, state=StateFolder(home=str(tmp_path_factory.mktemp("state")))).value
+    return assets.training_examples(dg.build_asset_context(), files=files, state=StateFolder(home=str(tmp_path_factory.mktemp("state")))).value
 
 
 def write(df: pd.DataFrame, path: Path) -> Path:
@@ -103,7 +103,7 @@ def test_training_minimum_per_label_applies_to_training_only(tmp_path, small_inp
     thin = df.drop(df.index[df["label"] == thin_label][19:])
     path = write(thin, tmp_path / "train_thin.csv")
     files = RouterFiles(train_path=str(path))
-    frame = assets.training_examples(files=files, state=StateFolder(home=str(tmp_path / "state"))).value
+    frame = assets.training_examples(dg.build_asset_context(), files=files, state=StateFolder(home=str(tmp_path / "state"))).value
     result = checks.training_examples_expectations(files=files, dataset=frame)
     assert not result.passed
     assert f"{path}: enough_examples_per_label failed" in result.description
