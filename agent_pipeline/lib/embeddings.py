@@ -14,8 +14,13 @@ sentence-transformers is tested against reference vectors written by
 ``scripts/make_embedding_fixture.py``.
 
 Speed: weights are pre-transposed, Q, K and V are fused into one matrix (with the 1/sqrt(d)
-attention scale folded in), and token-type embedding 0 is folded into the position table.
-``encode`` sorts texts by token count and pads per batch; ``encode_one`` skips masking.
+attention scale folded in), token-type embedding 0 is folded into the position table, every
+dense layer is one 2-D GEMM over all tokens of a batch, LayerNorm statistics are GEMVs, and
+GELU's erf is a float32-accurate rational form (|error| < 1.5e-7) instead of
+``scipy.special.erf`` (4x slower). ``encode`` sorts texts by token count and pads per batch;
+both paths pad sequences to a multiple of 4 tokens (masked), which OpenBLAS multiplies faster.
+A single text is memory-bound: each call streams the 42 MB of layer weights. The encoder keeps
+no per-call state, so threads may share it.
 
 ``embed_cached`` stores vectors on disk under a content address (sha256 of the model
 fingerprint and the text), so retraining embeds only texts it has not seen.
@@ -86,11 +91,44 @@ def _sha256(path: str, size: int, mtime_ns: int) -> str:
     return h.hexdigest()
 
 
-def _layer_norm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray) -> np.ndarray:
-    mean = x.mean(axis=-1, keepdims=True)
-    x = x - mean
-    var = np.einsum("...i,...i->...", x, x)[..., None] / np.float32(x.shape[-1])
-    x *= 1.0 / np.sqrt(var + _LN_EPS)
+# Abramowitz & Stegun 7.1.26: erfc(z) = t * poly(t) * exp(-z^2), t = 1 / (1 + p z), z >= 0,
+# absolute error < 1.5e-7 (float32 resolution); about 4x faster than scipy.special.erf on float32.
+_AS_P = np.float32(0.3275911)
+_AS_POLY = tuple(np.float32(a) for a in (1.061405429, -1.453152027, 1.421413741, -0.284496736, 0.254829592))
+_SQRT_HALF = np.float32(np.sqrt(0.5))
+
+
+def _gelu(x: np.ndarray) -> np.ndarray:
+    """GELU with the erf form, x * Phi(x), to float32 precision (not the tanh approximation).
+
+    With q = Phi(-|x|) = erfc(|x| / sqrt 2) / 2: x * Phi(x) = relu(x) - |x| * q.
+    """
+    ax = np.abs(x)
+    z = ax * _SQRT_HALF
+    t = z * _AS_P
+    t += np.float32(1.0)
+    np.reciprocal(t, out=t)
+    q = t * _AS_POLY[0]
+    for a in _AS_POLY[1:]:
+        q += a
+        q *= t
+    z *= z
+    np.negative(z, out=z)
+    np.exp(z, out=z)
+    q *= z
+    q *= np.float32(0.5)
+    q *= ax
+    out = np.maximum(x, np.float32(0.0))
+    out -= q
+    return out
+
+
+def _layer_norm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, mean_vec: np.ndarray) -> np.ndarray:
+    """LayerNorm over the last axis of a 2-D array; ``mean_vec`` is (dim,) filled with 1/dim."""
+    x = x - (x @ mean_vec)[:, None]
+    var = np.square(x) @ mean_vec
+    var += _LN_EPS
+    x *= (1.0 / np.sqrt(var))[:, None]
     x *= gamma
     x += beta
     return x
@@ -152,9 +190,7 @@ class MiniLMEncoder:
                     f32(g("output.LayerNorm.bias")),
                 )
             )
-        from scipy.special import erf
-
-        self._erf = erf
+        self._mean_vec = np.full(self.dim, 1.0 / self.dim, dtype=np.float32)
 
     def describe(self) -> dict:
         """Provenance: what model, from which package version and file, under which licence."""
@@ -169,14 +205,6 @@ class MiniLMEncoder:
         }
 
     # -- model -----------------------------------------------------------------------------
-    def _gelu(self, x: np.ndarray) -> np.ndarray:
-        """Exact GELU, x * (1 + erf(x / sqrt 2)) / 2, in place."""
-        h = self._erf(x * np.float32(1.0 / np.sqrt(2.0)))
-        h += np.float32(1.0)
-        h *= np.float32(0.5)
-        x *= h
-        return x
-
     def _encoder(self, x: np.ndarray, b: int, mask_bias: np.ndarray | None) -> np.ndarray:
         """Run the layers over ``x`` (batch * length, dim); ``mask_bias`` (batch, length) or None.
 
@@ -199,20 +227,20 @@ class MiniLMEncoder:
             h = ctx @ wo
             h += bo
             h += x
-            x = _layer_norm(h, g1, b1)
+            x = _layer_norm(h, g1, b1, self._mean_vec)
             h = x @ wi
             h += bi
-            h = self._gelu(h) @ wo2
+            h = _gelu(h) @ wo2
             h += bo2
             h += x
-            x = _layer_norm(h, g2, b2)
+            x = _layer_norm(h, g2, b2, self._mean_vec)
         return x
 
     def _embed_ids(self, ids: np.ndarray) -> np.ndarray:
         """Token + position embeddings and LayerNorm of ``ids`` (batch, length): (batch * length, dim)."""
         x = self._word[ids]
         x += self._pos[: ids.shape[1]]
-        return _layer_norm(x.reshape(-1, self.dim), *self._emb_ln)
+        return _layer_norm(x.reshape(-1, self.dim), *self._emb_ln, self._mean_vec)
 
     # -- public ----------------------------------------------------------------------------
     def token_ids(self, text: str) -> list[int]:
@@ -221,36 +249,58 @@ class MiniLMEncoder:
 
     def encode_one(self, text: str) -> np.ndarray:
         """The embedding of one text, shape (dim,), float32, unit length."""
-        ids = np.asarray(self.token_ids(text), dtype=np.intp)
-        x = self._encoder(self._embed_ids(ids[None]), 1, None)
-        v = x.mean(axis=0)
+        ids = self.token_ids(text)
+        n = len(ids)
+        padded = np.zeros((1, _pad_length(n)), dtype=np.intp)
+        padded[0, :n] = ids
+        bias = None
+        if padded.shape[1] > n:
+            bias = np.zeros(padded.shape, dtype=np.float32)
+            bias[0, n:] = np.finfo(np.float32).min
+        x = self._encoder(self._embed_ids(padded), 1, bias)
+        v = x[:n].mean(axis=0)
         v /= max(float(np.sqrt(v @ v)), 1e-12)
         return v
 
-    def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        """Embeddings of many texts, shape (n, dim), float32, unit rows, in input order."""
+    def encode(self, texts: Sequence[str], batch_size: int = 64, max_batch_tokens: int = 2048) -> np.ndarray:
+        """Embeddings of many texts, shape (n, dim), float32, unit rows, in input order.
+
+        Texts are sorted by token count and cut into batches of at most ``batch_size`` texts and
+        ``max_batch_tokens`` padded tokens, so a long text does not pad a whole batch to its length.
+        """
         texts = [str(t).strip() for t in texts]
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out
-        encodings = self._tokenizer.encode_batch(texts)
-        lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.intp, count=len(texts))
-        order = np.argsort(lengths, kind="stable")
-        for start in range(0, len(order), batch_size):
-            rows = order[start : start + batch_size]
-            n = int(lengths[rows].max())
-            ids = np.zeros((len(rows), n), dtype=np.intp)
-            mask = np.zeros((len(rows), n), dtype=np.float32)
-            for r, i in enumerate(rows):
-                seq = encodings[i].ids
-                ids[r, : len(seq)] = seq
-                mask[r, : len(seq)] = 1.0
-            bias = None if mask.all() else (1.0 - mask) * np.finfo(np.float32).min
-            x = self._encoder(self._embed_ids(ids), len(rows), bias).reshape(len(rows), n, self.dim)
-            pooled = np.einsum("bnd,bn->bd", x, mask) / mask.sum(axis=1, keepdims=True)
-            pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), np.float32(1e-12))
-            out[rows] = pooled
+        encodings = [e.ids for e in self._tokenizer.encode_batch(texts)]
+        order = sorted(range(len(texts)), key=lambda i: len(encodings[i]))
+        batch: list[int] = []
+        for i in order:
+            if batch and (len(batch) == batch_size or (len(batch) + 1) * len(encodings[i]) > max_batch_tokens):
+                out[batch] = self._encode_batch([encodings[j] for j in batch])
+                batch = []
+            batch.append(i)
+        out[batch] = self._encode_batch([encodings[j] for j in batch])
         return out
+
+    def _encode_batch(self, seqs: list[list[int]]) -> np.ndarray:
+        n = _pad_length(max(len(s) for s in seqs))
+        ids = np.zeros((len(seqs), n), dtype=np.intp)
+        mask = np.zeros((len(seqs), n), dtype=np.float32)
+        for r, seq in enumerate(seqs):
+            ids[r, : len(seq)] = seq
+            mask[r, : len(seq)] = 1.0
+        bias = None if mask.all() else (1.0 - mask) * np.finfo(np.float32).min
+        x = self._encoder(self._embed_ids(ids), len(seqs), bias).reshape(len(seqs), n, self.dim)
+        pooled = np.einsum("bnd,bn->bd", x, mask) / mask.sum(axis=1, keepdims=True)
+        pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), np.float32(1e-12))
+        return pooled
+
+
+def _pad_length(n: int) -> int:
+    """Sequence length padded to a multiple of 4: OpenBLAS's float32 GEMM is up to 40% slower
+    on row counts that are not (11 rows take longer than 12)."""
+    return -(-n // 4) * 4
 
 
 @lru_cache(maxsize=1)

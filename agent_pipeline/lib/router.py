@@ -25,12 +25,14 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
 from agent_pipeline.lib.registry_config import FALLBACK_ROUTE, OOS_LABEL, AgentRegistry, ConfigError
+from agent_pipeline.lib.serving import linear_proba
 
 DECISION_COLUMNS = (
     "route",
@@ -118,27 +120,7 @@ class FastLinearTextClassifier:
             offset += n
 
     def predict_proba_one(self, text: str) -> np.ndarray:
-        scores = self._intercept.copy()
-        for analyzer, vocab, idf, coef, sublinear in self._parts:
-            counts: dict[int, int] = {}
-            get = vocab.get
-            for gram in analyzer(text):
-                j = get(gram)
-                if j is not None:
-                    counts[j] = counts.get(j, 0) + 1
-            if not counts:
-                continue
-            idx = np.fromiter(counts.keys(), dtype=np.intp, count=len(counts))
-            tf = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
-            if sublinear:
-                tf = np.log(tf) + 1.0
-            w = tf * idf[idx]
-            w /= np.sqrt(w @ w)
-            scores += w @ coef[idx]
-        scores -= scores.max()
-        np.exp(scores, out=scores)
-        scores /= scores.sum()
-        return scores
+        return linear_proba(text, self._parts, self._intercept)
 
 
 class TextClassifier:
@@ -150,6 +132,14 @@ class TextClassifier:
         self.pipeline = pipeline
         self.classes_ = np.asarray(pipeline.classes_)
         self._fast = FastLinearTextClassifier(pipeline.named_steps["features"], pipeline.named_steps["clf"])
+
+    def __getstate__(self) -> dict:
+        # The fast path is a re-arranged copy of the fitted coefficients: rebuilt on load, not
+        # stored, which halves every registered model's artifact.
+        return {"pipeline": self.pipeline}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["pipeline"])
 
     @classmethod
     def fit(cls, texts: Sequence[str], labels: Sequence[str], *, c: float, max_iter: int, tol: float, seed: int):
@@ -308,6 +298,9 @@ class Router:
         }
 
 
+TIERS = ("fast", "accurate", "cascade")
+
+
 @dataclass(frozen=True)
 class TrainSettings:
     c: float = 10.0
@@ -317,6 +310,15 @@ class TrainSettings:
     threshold_grid: tuple[float, float, float] = (0.05, 0.95, 0.01)
     threshold_objective: str = "label_accuracy"
     fallback_weight: float = 1.0
+    # Tiers (lib/tiers.py); the accurate and cascade defaults were tuned on the validation split.
+    tier: str = "fast"
+    embedding_weight: float = 2.0
+    accurate_tol: float = 1e-4
+    cascade_threshold: float = 0.75
+
+    def __post_init__(self) -> None:
+        if self.tier not in TIERS:
+            raise ConfigError(f"router config: classifier.tier '{self.tier}' is not one of {', '.join(TIERS)}")
 
     @classmethod
     def from_config(cls, raw: dict) -> "TrainSettings":
@@ -334,7 +336,32 @@ class TrainSettings:
             ),
             threshold_objective=str(th.get("objective", cls.threshold_objective)),
             fallback_weight=float(th.get("fallback_weight", cls.fallback_weight)),
+            tier=str(clf.get("tier", cls.tier)),
+            embedding_weight=float(clf.get("embedding_weight", cls.embedding_weight)),
+            accurate_tol=float(clf.get("accurate_tol", cls.accurate_tol)),
+            cascade_threshold=float(clf.get("cascade_threshold", cls.cascade_threshold)),
         )
+
+
+def fit_classifier(texts: Sequence[str], labels: Sequence[str], settings: TrainSettings, cache_dir: Path | None = None):
+    """The classifier of ``settings.tier``: ``fast``, ``accurate`` or ``cascade`` (``lib/tiers.py``).
+
+    The fast tier is always fitted: ``accurate`` reuses its TF-IDF features and ``cascade``
+    asks it first. ``cache_dir`` caches sentence embeddings of the training texts.
+    """
+    texts, labels = [str(t) for t in texts], [str(y) for y in labels]
+    fast = TextClassifier.fit(
+        texts, labels, c=settings.c, max_iter=settings.max_iter, tol=settings.tol, seed=settings.seed
+    )
+    if settings.tier == "fast":
+        return fast
+    from agent_pipeline.lib.tiers import AccurateClassifier, CascadeClassifier
+
+    accurate = AccurateClassifier.fit(
+        texts, labels, features=fast.pipeline.named_steps["features"], embedding_weight=settings.embedding_weight,
+        c=settings.c, max_iter=settings.max_iter, tol=settings.accurate_tol, seed=settings.seed, cache_dir=cache_dir,
+    )
+    return accurate if settings.tier == "accurate" else CascadeClassifier(fast, accurate, settings.cascade_threshold)
 
 
 def tune_threshold(curve: pd.DataFrame, objective: str, fallback_weight: float) -> float:
@@ -354,11 +381,13 @@ def train_router(
     registry: AgentRegistry,
     rules: Sequence[Rule],
     settings: TrainSettings = TrainSettings(),
+    cache_dir: Path | None = None,
 ) -> tuple[Router, dict]:
     """Fit the classifier on ``train``, tune the threshold on ``validation``; return router and report.
 
     The report holds the validation numbers at the tuned threshold and the whole threshold
-    curve, so the choice can be read and reproduced.
+    curve, so the choice can be read and reproduced. ``settings.tier`` chooses the classifier;
+    ``cache_dir`` caches the sentence embeddings of the ``accurate`` and ``cascade`` tiers.
     """
     from sklearn.decomposition import TruncatedSVD
 
@@ -367,10 +396,7 @@ def train_router(
     if train.empty:
         raise ValueError("training data is empty")
     t0 = time.perf_counter()
-    clf = TextClassifier.fit(
-        train["text"].astype(str), train["label"].astype(str), c=settings.c, max_iter=settings.max_iter,
-        tol=settings.tol, seed=settings.seed,
-    )
+    clf = fit_classifier(train["text"].astype(str), train["label"].astype(str), settings, cache_dir)
     fit_s = time.perf_counter() - t0
     projection = TruncatedSVD(n_components=N_PROJECTION, random_state=settings.seed)
     projection.fit(clf.word_vectorizer.transform(train["text"].astype(str)))

@@ -26,7 +26,7 @@ def git_commit() -> str:
     group_name="training",
     kinds={"scikitlearn", "mlflow"},
     owners=["team:ml-platform"],
-    code_version="fast-tfidf-lr-1",
+    code_version="router-tiers-1",
 )
 def router_candidate(
     context: dg.AssetExecutionContext,
@@ -45,7 +45,10 @@ def router_candidate(
     """
     rules, train_settings = files.router_settings()
     registry_cfg = files.registry()
-    router, report = train_router(training_examples, validation_examples, registry_cfg, rules, train_settings)
+    router, report = train_router(
+        training_examples, validation_examples, registry_cfg, rules, train_settings,
+        cache_dir=state.path / "cache" / "embeddings",  # accurate/cascade: unchanged texts are not re-embedded
+    )
     curve = report.pop("threshold_curve")
     data_versions = {
         "training_examples": datasets.fingerprint(training_examples),
@@ -55,7 +58,7 @@ def router_candidate(
     logged = store.log_router(
         router,
         params={
-            "tier": "fast",
+            "tier": train_settings.tier,
             "C": train_settings.c,
             "max_iter": train_settings.max_iter,
             "seed": train_settings.seed,
