@@ -3,7 +3,8 @@
 ``make setup`` installs a one-line ``.pth`` file that imports this module at interpreter start,
 so ``dagster``, ``dagster-daemon``, ``agent-pipeline`` and Dagster's step subprocesses all see
 the same instance without anyone exporting variables. An explicit ``DAGSTER_HOME`` wins.
-The instance's ``dagster.yaml`` is copied from the repository root when missing or outdated.
+The instance's ``dagster.yaml`` is copied from the repository root when missing (and, in the
+folder this module manages, when outdated); an explicit ``DAGSTER_HOME``'s file is never replaced.
 Kept tiny and import-free beyond the standard library: it runs in every process.
 """
 
@@ -15,14 +16,18 @@ from pathlib import Path
 
 def apply() -> None:
     root = Path(__file__).resolve().parents[1]
-    home = Path(os.environ.get("AGENT_PIPELINE_HOME") or root / ".agent_pipeline").resolve()
-    if not os.environ.get("DAGSTER_HOME"):
-        os.environ["DAGSTER_HOME"] = str(home / "dagster")
+    home = root / (os.environ.get("AGENT_PIPELINE_HOME") or ".agent_pipeline")  # relative = to the repo
+    managed = not os.environ.get("DAGSTER_HOME")
+    if managed:
+        os.environ["DAGSTER_HOME"] = str(home.resolve() / "dagster")
     target = Path(os.environ["DAGSTER_HOME"])
     source = root / "dagster.yaml"
     try:
         wanted = source.read_text()
-        if not (target / "dagster.yaml").is_file() or (target / "dagster.yaml").read_text() != wanted:
+        present = (target / "dagster.yaml").is_file()
+        # An explicit DAGSTER_HOME (e.g. production's Postgres dagster.yaml) is only ever given a
+        # file when it has none; the folder we manage follows the repository's file.
+        if not present or (managed and (target / "dagster.yaml").read_text() != wanted):
             target.mkdir(parents=True, exist_ok=True)
             tmp = target / f".dagster.yaml.{os.getpid()}"
             tmp.write_text(wanted)

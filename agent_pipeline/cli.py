@@ -27,14 +27,33 @@ class UserError(Exception):
 
 def _registry(args):
     from agent_pipeline.lib.registry import ModelRegistry
-    from agent_pipeline.lib.settings import DEFAULT_MODEL_NAME, pipeline_home
+    from agent_pipeline.lib.settings import pipeline_home
 
-    return ModelRegistry(model_name=args.model_name or DEFAULT_MODEL_NAME, home=pipeline_home())
+    return ModelRegistry(model_name=_model_name(args), home=pipeline_home())
+
+
+def _model_name(args) -> str:
+    import os
+
+    from agent_pipeline.lib.settings import DEFAULT_MODEL_NAME
+
+    return args.model_name or os.environ.get("AGENT_PIPELINE_MODEL_NAME") or DEFAULT_MODEL_NAME
+
+
+def _finite(obj: Any) -> Any:
+    """JSON has no NaN: an undefined metric (e.g. fallback recall without out-of-scope cases) is null."""
+    if isinstance(obj, float) and obj != obj:
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
 
 
 def _print(obj: Any, as_json: bool, lines: Sequence[str]) -> None:
     if as_json:
-        print(json.dumps(obj, sort_keys=True, default=str))
+        print(json.dumps(_finite(obj), sort_keys=True, default=str, allow_nan=False))
     else:
         print("\n".join(lines))
 
@@ -50,13 +69,17 @@ def _serving_router(args):
     if args.version or args.alias:
         return None
     from agent_pipeline.lib import serving
-    from agent_pipeline.lib.settings import DEFAULT_MODEL_NAME, pipeline_home
+    from agent_pipeline.lib.settings import default_tracking_uri, pipeline_home
 
     path = serving.bundle_path(pipeline_home())
     if not path.is_file():
         return None
-    router = serving.load(path)
-    return router if router.model_name == (args.model_name or DEFAULT_MODEL_NAME) else None
+    try:
+        router = serving.load(path)
+    except Exception:  # noqa: BLE001 - an old or damaged bundle: route through the registry instead
+        return None
+    trusted = router.model_name == _model_name(args) and router.tracking_uri == default_tracking_uri(pipeline_home())
+    return router if trusted else None
 
 
 def cmd_route(args) -> int:
@@ -300,6 +323,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UserError, RegistryError, DatasetError, ConfigError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except Exception as exc:
+        # MLflow (an unreachable tracking server, a corrupt store) is a problem of the setup,
+        # not a bug here: one line, like the others. Anything else is a bug: traceback.
+        if type(exc).__module__.startswith("mlflow"):
+            print(f"error: MLflow: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
+            return EXIT_USAGE
+        raise
     except KeyboardInterrupt:
         return 130
 

@@ -128,5 +128,5 @@ def test_sensors_names_statuses_and_targets(defs):
     repo = defs.get_repository_def()
     found = {s.name: (s.default_status, s.job_name if s.has_jobs else None) for s in repo.sensor_defs}
     assert found == SENSORS
-    assert isinstance(defs.resolve_sensor_def("drift_retrain_sensor"), dg.AssetSensorDefinition)
+    assert defs.resolve_sensor_def("drift_retrain_sensor").job_name == "train_and_promote_job"
     assert isinstance(defs.resolve_sensor_def("run_failure_alert_sensor"), dg.RunStatusSensorDefinition)

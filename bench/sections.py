@@ -148,7 +148,8 @@ def _median_wall(cmd: list[str], env: dict, n: int) -> float:
 def cold_start(quick: bool, ctx: dict) -> list[Figure]:
     router = trained_router("fast")[0]
     with tempfile.TemporaryDirectory() as home:
-        serving.export(router, settings.DEFAULT_MODEL_NAME, "1", serving.bundle_path(Path(home)))
+        serving.export(router, settings.DEFAULT_MODEL_NAME, "1", serving.bundle_path(Path(home)),
+                       tracking_uri=settings.default_tracking_uri(Path(home)))
         env = {**os.environ, "AGENT_PIPELINE_HOME": home}
         n = 3 if quick else 7
         cli = _median_wall([str(BIN / "agent-pipeline"), "route", "transfer 100 dollars to savings", "--json"], env, n)

@@ -42,8 +42,9 @@ traffic_monitoring_job = dg.define_asset_job(
 
 nightly_eval_job = dg.define_asset_job(
     "nightly_eval_job",
-    selection=dg.AssetSelection.assets("champion_evaluation") | dg.AssetSelection.assets("drift_report"),
-    description="Nightly: re-evaluate the champion against the eval sets and the baseline; yesterday's drift report.",
+    selection=dg.AssetSelection.assets("champion_evaluation", "inference_log", "drift_report"),
+    description="Nightly: re-evaluate the champion against the eval sets and the baseline; yesterday's "
+    "inference log (catching late files; a quiet day is valid) and drift report.",
 )
 
 

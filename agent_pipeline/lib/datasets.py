@@ -49,6 +49,9 @@ def read_dataset(path: Path | str) -> pd.DataFrame:
             df = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[])
     except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise DatasetError(f"{path}: cannot parse dataset: {exc}") from exc
+    for col in SCHEMA_COLUMNS:  # JSON numbers or booleans in a text column are judged as text
+        if col in df.columns:
+            df[col] = df[col].map(lambda v: v if v is None or isinstance(v, str) or v != v else str(v))
     return df
 
 

@@ -15,8 +15,13 @@ from typing import Iterable
 import pandas as pd
 
 from agent_pipeline.lib import settings
-from agent_pipeline.lib.datasets import normalize
+from agent_pipeline.lib.datasets import case_id, normalize
 from agent_pipeline.lib.registry_config import AgentRegistry
+
+
+def normalized(texts: pd.Series) -> pd.Series:
+    """Texts compared as the no-leakage check compares them: lowercased, trimmed, spaces collapsed."""
+    return texts.str.lower().str.strip().str.replace(r"\s+", " ", regex=True)
 
 
 def reviewed_examples(home: Path, registry: AgentRegistry, exclude_texts: Iterable[str] = ()) -> pd.DataFrame:
@@ -35,11 +40,11 @@ def reviewed_examples(home: Path, registry: AgentRegistry, exclude_texts: Iterab
     if log.empty:
         return pd.DataFrame(columns=columns)
     log = log.sort_values(["timestamp", "request_id"]).drop_duplicates("text", keep="last")
-    seen = {str(t).strip().lower() for t in exclude_texts}
-    log = log[~log["text"].str.strip().str.lower().isin(seen)]
+    seen = set(normalized(pd.Series(list(exclude_texts), dtype=str)))
+    log = log[~normalized(log["text"].astype(str)).isin(seen)]
     out = pd.DataFrame(
         {
-            "id": "feedback-" + log["request_id"].astype(str),
+            "id": [case_id(t, "", "feedback") for t in log["text"].astype(str)],  # one row per text
             "text": log["text"].astype(str),
             "label": log["reviewed_label"].astype(str),
             "tags": "feedback",

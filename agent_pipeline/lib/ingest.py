@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import uuid
 from collections import Counter
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timezone
@@ -109,14 +110,14 @@ def ingest_partition(
     log = _frame(valid)
     log_path = out_dir / f"{partition}.parquet"
     out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = log_path.with_name(f".{log_path.name}.tmp")
+    tmp = log_path.with_name(f".{log_path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     log.to_parquet(tmp, index=False, schema=_schema())
     os.replace(tmp, log_path)
 
     quarantine_path = quarantine_dir / f"{partition}.jsonl"
     if bad:
         quarantine_dir.mkdir(parents=True, exist_ok=True)
-        tmp = quarantine_path.with_name(f".{quarantine_path.name}.tmp")
+        tmp = quarantine_path.with_name(f".{quarantine_path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
         tmp.write_text("".join(json.dumps(b, ensure_ascii=False) + "\n" for b in bad), encoding="utf-8")
         os.replace(tmp, quarantine_path)
     else:

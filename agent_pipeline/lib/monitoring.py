@@ -11,6 +11,7 @@ the validation texts, i.e. what "normal" looked like for the model now serving.
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Iterable
 
@@ -51,11 +52,14 @@ def capture_reference(home: Path, model, texts: Iterable[str]) -> dict:
     )
     if model.router is not None:
         frame = with_features(frame, model.router)
+    else:
+        frame["text_length"] = frame["text"].str.len().astype(float)
+        frame["word_count"] = frame["text"].str.split().str.len().astype(float)
     path = reference_path(home)
     path.parent.mkdir(parents=True, exist_ok=True)
     versioned = path.with_name(f"reference-v{model.version}.parquet")
     frame.to_parquet(versioned, index=False)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     frame.to_parquet(tmp, index=False)
     tmp.replace(path)
     return {"rows": len(frame), "path": str(versioned)}
@@ -79,8 +83,16 @@ def day_drift(log: pd.DataFrame, reference: pd.DataFrame, router, *, html_path: 
     if len(log) > max_rows:
         rows = np.sort(np.random.default_rng([seed, 2]).choice(len(log), size=max_rows, replace=False))
         log = log.iloc[rows]
-    current = with_features(log, router) if router is not None else log.reset_index(drop=True)
-    return drift.compute_drift(reference, current, html_path=html_path, seed=seed, max_rows=max_rows)
+    if router is not None:
+        current = with_features(log, router)
+    else:  # a foreign pyfunc router has no vocabulary or projection: monitor what both frames have
+        current = log.reset_index(drop=True).assign(
+            text_length=log["text"].astype(str).str.len().to_numpy(dtype=float),
+            word_count=log["text"].astype(str).str.split().str.len().to_numpy(dtype=float),
+        )
+    numerical = [c for c in list(drift.DEFAULT_NUMERICAL) + drift.projection_columns(reference, current)
+                 if c in reference.columns and c in current.columns]
+    return drift.compute_drift(reference, current, numerical=numerical, html_path=html_path, seed=seed, max_rows=max_rows)
 
 
 def restore_reference(home: Path, version: str) -> bool:
@@ -92,7 +104,7 @@ def restore_reference(home: Path, version: str) -> bool:
     versioned = path.with_name(f"reference-v{version}.parquet")
     if not versioned.is_file():
         return False
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     tmp.write_bytes(versioned.read_bytes())
     tmp.replace(path)
     return True

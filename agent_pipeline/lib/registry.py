@@ -295,6 +295,7 @@ class ModelRegistry:
         self.client.set_registered_model_alias(self.model_name, CHAMPION, target)
         if current is not None:
             self.client.set_registered_model_alias(self.model_name, PREVIOUS_CHAMPION, current)
+            self.set_version_tags(current, {"rolled_back_at": record["time"], "rolled_back_by": record["user"]})
         self.set_version_tags(target, {"rolled_back_to_at": record["time"]})
         self.refresh_serving_bundle(target)
         from agent_pipeline.lib import monitoring
@@ -315,7 +316,7 @@ class ModelRegistry:
         if model.router is None:
             path.unlink(missing_ok=True)  # a foreign pyfunc router: route through MLflow
         else:
-            serving.export(model.router, self.model_name, version, path)
+            serving.export(model.router, self.model_name, version, path, tracking_uri=self.tracking_uri)
 
 
 def append_audit(home: Path, record: dict[str, Any]) -> None:

@@ -77,8 +77,12 @@ def _vectorizer_spec(vec) -> dict[str, Any]:
     }
 
 
-def export(router, model_name: str, version: str, path: Path) -> Path | None:
-    """Write the serving bundle of a ``fast``-tier router; None (and no file) for other tiers."""
+def export(router, model_name: str, version: str, path: Path, tracking_uri: str = "") -> Path | None:
+    """Write the serving bundle of a ``fast``-tier router; None (and no file) for other tiers.
+
+    ``tracking_uri`` names the registry whose champion this is: the CLI trusts the bundle only
+    for that registry, so a bundle never answers for another store's champion.
+    """
     clf = router.classifier
     if getattr(clf, "tier", None) != "fast":
         Path(path).unlink(missing_ok=True)
@@ -88,6 +92,7 @@ def export(router, model_name: str, version: str, path: Path) -> Path | None:
     bundle = {
         "format": FORMAT_VERSION,
         "model_name": model_name,
+        "tracking_uri": tracking_uri,
         "version": str(version),
         "threshold": router.threshold,
         "classes": [str(c) for c in lr.classes_],
@@ -114,6 +119,7 @@ class ServingRouter:
         if bundle.get("format") != FORMAT_VERSION:
             raise ValueError(f"serving bundle format {bundle.get('format')} is not {FORMAT_VERSION}; re-promote to rebuild it")
         self.model_name = bundle["model_name"]
+        self.tracking_uri = bundle.get("tracking_uri", "")
         self.version = bundle["version"]
         self.threshold = float(bundle["threshold"])
         self.classes = bundle["classes"]

@@ -28,8 +28,9 @@ DEFAULT_EXPERIMENT = "agent-router"
 
 
 def pipeline_home() -> Path:
-    """The state folder: ``$AGENT_PIPELINE_HOME`` or ``<repo>/.agent_pipeline``."""
-    return Path(os.environ.get("AGENT_PIPELINE_HOME") or PROJECT_ROOT / ".agent_pipeline").resolve()
+    """The state folder: ``$AGENT_PIPELINE_HOME`` (relative paths are relative to the repository)
+    or ``<repo>/.agent_pipeline``, so every process agrees whatever its working directory."""
+    return (PROJECT_ROOT / (os.environ.get("AGENT_PIPELINE_HOME") or ".agent_pipeline")).resolve()
 
 
 def dagster_home(home: Path | None = None) -> Path:

@@ -214,7 +214,7 @@ def test_eval_sets_sensor_records_then_skips_then_runs_on_change(instance, repo,
 
     first = tick(None)
     assert first.run_requests == []
-    assert first.skip_message == f"recorded the eval sets' fingerprint {first.cursor}"
+    assert first.skip_message == f"recorded the eval sets' fingerprint {first.cursor.split(':')[0]}"
     unchanged = tick(first.cursor)
     assert (unchanged.run_requests, unchanged.skip_message) == ([], "eval sets unchanged")
     with golden.open("a") as fh:
@@ -222,9 +222,13 @@ def test_eval_sets_sensor_records_then_skips_then_runs_on_change(instance, repo,
     changed = tick(first.cursor)
     (request,) = changed.run_requests
     assert changed.cursor != first.cursor
-    assert request.run_key == f"eval-sets:{changed.cursor}"
+    fingerprint = changed.cursor.split(":")[0]
+    assert request.run_key == f"eval-sets:1:{fingerprint}"
     assert request.tags["agent_pipeline/trigger"] == "eval_sets_changed"
     assert tick(changed.cursor).skip_message == "eval sets unchanged"
+    golden.write_bytes(Path(small_inputs.golden).read_bytes())  # revert: a change again, a new run key
+    (back,) = tick(changed.cursor).run_requests
+    assert back.run_key == f"eval-sets:2:{first.cursor.split(':')[0]}"
 
 
 # -- alert sensors -----------------------------------------------------------------------------
@@ -326,3 +330,13 @@ def test_nightly_schedule_evaluates_yesterday(instance, repo):
     assert request.run_key == f"nightly:{yesterday}"
     assert request.partition_key == yesterday
     assert request.tags["agent_pipeline/trigger"] == "nightly"
+
+
+def test_drift_sensor_sees_a_drifted_day_hidden_behind_a_later_stable_one(instance, repo):
+    """Several days can finish between two ticks: every report since the cursor is read."""
+    report_drift(instance, DAY1, drift=True)
+    report_drift(instance, DAY2, drift=False)
+    tick = drift_tick(instance, repo)
+    (request,) = tick.run_requests
+    assert request.tags["agent_pipeline/drift_partition"] == DAY1
+    assert drift_tick(instance, repo, tick.cursor).skip_message == "no new drift reports"

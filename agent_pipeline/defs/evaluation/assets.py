@@ -103,7 +103,8 @@ def candidate_evaluation(
         context, store, router_candidate["version"],
         {"golden_eval_set": golden_eval_set, "synthetic_eval_set": synthetic_eval_set}, "candidate",
     )
-    return dg.Output(summary_value(ev, run_id), metadata=evaluation_metadata(ev, store, run_id))
+    value = {**summary_value(ev, run_id), "tier": router_candidate.get("tier", "fast")}
+    return dg.Output(value, metadata=evaluation_metadata(ev, store, run_id))
 
 
 @dg.asset(group_name="evaluation", kinds={"mlflow", "pandas"}, owners=OWNERS, deps=["champion_model"])

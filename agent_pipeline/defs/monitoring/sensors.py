@@ -80,38 +80,72 @@ def drift_event(event: dg.EventLogEntry) -> tuple[str, bool, list[str], str]:
     )
 
 
-@dg.asset_sensor(
-    asset_key=dg.AssetKey("drift_report"),
+def _cooldown_message(context: dg.SensorEvaluationContext) -> str | None:
+    """Why a new drift retrain must wait, or None when it may run."""
+    recent = context.instance.get_runs(
+        filters=dg.RunsFilter(job_name=automation.train_and_promote_job.name, tags={TRIGGER_TAG: "drift"}), limit=1
+    )
+    if not recent:
+        return None
+    started = recent[0].tags.get("agent_pipeline/requested_at")
+    age = datetime.now(timezone.utc).timestamp() - float(started) if started else DRIFT_COOLDOWN_SECONDS
+    if age >= DRIFT_COOLDOWN_SECONDS:
+        return None
+    return f"a drift retrain was requested {age / 60:.0f} min ago (cooldown {DRIFT_COOLDOWN_SECONDS // 60} min)"
+
+
+@dg.sensor(
     job=automation.train_and_promote_job,
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
-def drift_retrain_sensor(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry):
-    """Retrain, evaluate, gate and (maybe) promote when a drift report says drift."""
-    partition, drifted, features, ref_version = drift_event(asset_event)
-    if not drifted:
-        return dg.SkipReason(f"drift_report {partition}: no drift")
-    recent = context.instance.get_runs(
-        filters=dg.RunsFilter(job_name=automation.train_and_promote_job.name, tags={TRIGGER_TAG: "drift"}), limit=1
+def drift_retrain_sensor(context: dg.SensorEvaluationContext):
+    """Retrain, evaluate, gate and (maybe) promote when a drift report says drift.
+
+    Walks every ``drift_report`` materialization since its cursor (not only the newest: several
+    days can finish between two ticks, and a stable day must not hide a drifted one). The first
+    drift outside the cooldown requests one run; later drifts in the same tick are covered by it.
+    """
+    after = int(context.cursor) if context.cursor else None
+    records = context.instance.get_event_records(
+        dg.EventRecordsFilter(
+            event_type=dg.DagsterEventType.ASSET_MATERIALIZATION,
+            asset_key=dg.AssetKey("drift_report"),
+            after_cursor=after,
+        ),
+        ascending=True,
+        limit=100,
     )
-    if recent:
-        started = recent[0].tags.get("agent_pipeline/requested_at")
-        age = datetime.now(timezone.utc).timestamp() - float(started) if started else DRIFT_COOLDOWN_SECONDS
-        if age < DRIFT_COOLDOWN_SECONDS:
-            return dg.SkipReason(
-                f"drift_report {partition}: drift on {', '.join(features)}, but a drift retrain was requested "
-                f"{age / 60:.0f} min ago (cooldown {DRIFT_COOLDOWN_SECONDS // 60} min)"
+    requests: list[dg.RunRequest] = []
+    notes: list[str] = []
+    for record in records:
+        partition, drifted, features, ref_version = drift_event(record.event_log_entry)
+        if not drifted:
+            notes.append(f"drift_report {partition}: no drift")
+            continue
+        wait = "covered by the retrain requested in this tick" if requests else _cooldown_message(context)
+        if wait:
+            notes.append(f"drift_report {partition}: drift on {', '.join(features)}, but {wait}")
+            continue
+        requests.append(
+            dg.RunRequest(
+                run_key=f"drift:{partition}:ref-v{ref_version}",
+                tags={
+                    TRIGGER_TAG: "drift",
+                    "agent_pipeline/drift_partition": partition,
+                    "agent_pipeline/drifted_features": ",".join(features)[:200],
+                    "agent_pipeline/reference_version": ref_version,
+                    "agent_pipeline/requested_at": f"{datetime.now(timezone.utc).timestamp():.0f}",
+                },
             )
-    return dg.RunRequest(
-        run_key=f"drift:{partition}:ref-v{ref_version}",
-        tags={
-            TRIGGER_TAG: "drift",
-            "agent_pipeline/drift_partition": partition,
-            "agent_pipeline/drifted_features": ",".join(features)[:200],
-            "agent_pipeline/reference_version": ref_version,
-            "agent_pipeline/requested_at": f"{datetime.now(timezone.utc).timestamp():.0f}",
-        },
-    )
+        )
+    if records:
+        context.update_cursor(str(records[-1].storage_id))
+    for note in notes:
+        context.log.info(note)
+    if requests:
+        return requests
+    return dg.SkipReason("; ".join(notes) or "no new drift reports")
 
 
 def eval_sets_fingerprint(files: RouterFiles) -> str:
@@ -129,14 +163,18 @@ def eval_sets_fingerprint(files: RouterFiles) -> str:
 def eval_sets_changed_sensor(context: dg.SensorEvaluationContext, files: RouterFiles):
     """Re-evaluate the champion (no retraining) when the golden or validation data changes."""
     current = eval_sets_fingerprint(files)
-    previous = context.cursor
-    if previous is None:
-        context.update_cursor(current)
+    previous, _, count = (context.cursor or "").partition(":")
+    if not previous:
+        context.update_cursor(f"{current}:0")
         return dg.SkipReason(f"recorded the eval sets' fingerprint {current}")
     if previous == current:
         return dg.SkipReason("eval sets unchanged")
-    context.update_cursor(current)
-    return dg.RunRequest(run_key=f"eval-sets:{current}", tags={TRIGGER_TAG: "eval_sets_changed", "agent_pipeline/eval_sets": current})
+    change = int(count or 0) + 1  # a counter, so reverting a file (A -> B -> A) re-evaluates too
+    context.update_cursor(f"{current}:{change}")
+    return dg.RunRequest(
+        run_key=f"eval-sets:{change}:{current}",
+        tags={TRIGGER_TAG: "eval_sets_changed", "agent_pipeline/eval_sets": current},
+    )
 
 
 @dg.run_failure_sensor(default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=30)

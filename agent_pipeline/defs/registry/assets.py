@@ -29,6 +29,12 @@ def champion_model(
     store = mlflow.open(state.path)
     version, eval_id = candidate_evaluation["version"], candidate_evaluation["evaluation_id"]
     required = list(gates.load()["required"])
+    rolled_back = store.version_info(version)["tags"].get("rolled_back_at")
+    if rolled_back:
+        raise dg.Failure(
+            description=f"version {version} was rolled back at {rolled_back}; train a new candidate (or promote it "
+            "explicitly after review) instead of re-promoting it from an old evaluation; the champion is unchanged"
+        )
     results = store.gate_results(version, eval_id)
     missing = [g for g in required if g not in results]
     failed = [g for g in required if results.get(g) == "failed"]

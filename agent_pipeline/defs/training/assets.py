@@ -84,7 +84,13 @@ def router_candidate(
         store.model_name, logged["version"], report["threshold"], report["val_in_scope_accuracy"],
         report["val_fallback_recall"],
     )
-    value = {**logged, "model_name": store.model_name, "threshold": report["threshold"], "data_versions": data_versions}
+    value = {
+        **logged,
+        "model_name": store.model_name,
+        "tier": train_settings.tier,
+        "threshold": report["threshold"],
+        "data_versions": data_versions,
+    }
     return dg.Output(
         value,
         metadata={
