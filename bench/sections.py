@@ -70,17 +70,19 @@ def trained_router(tier: str):
         json.dumps(raw, sort_keys=True).encode()
         + settings.DEFAULT_TRAIN_DATA.read_bytes()
         + settings.DEFAULT_VALIDATION_DATA.read_bytes()
-        + (ROOT / "agent_pipeline/lib/router.py").read_bytes()
+        + b"".join((ROOT / "agent_pipeline/lib" / f).read_bytes() for f in ("router.py", "tiers.py", "embeddings.py", "serving.py"))
     ).hexdigest()[:16]
     path = _cache_dir() / f"router-{tier}-{key}.joblib"
     train = load_dataset(settings.DEFAULT_TRAIN_DATA, agents)
     val = load_dataset(settings.DEFAULT_VALIDATION_DATA, agents)
     if path.is_file():
         router, report = joblib.load(path)
+        router.info["bench_cache"] = str(path)
     else:
         kwargs = {"cache_dir": _cache_dir() / "embeddings"} if tier != "fast" else {}
         router, report = train_router(train, val, agents, rules_from_config(raw, agents), TrainSettings.from_config(raw), **kwargs)
         joblib.dump((router, report), path)
+        router.info["bench_cache"] = str(path)
     return router, report, val
 
 
@@ -202,7 +204,7 @@ print(json.dumps({"seconds": time.perf_counter() - t0, "max_rss_mb": resource.ge
 def drift_cost(quick: bool, ctx: dict) -> list[Figure]:
     router, _, val = trained_router("fast")
     cache = _cache_dir()
-    router_path = next(cache.glob("router-fast-*.joblib"))
+    router_path = router.info["bench_cache"]
     from agent_pipeline.lib.registry import LoadedModel
 
     ref = monitoring.capture_reference(cache / "drift-home", LoadedModel("bench", "0", None, router), val["text"])
