@@ -255,8 +255,34 @@ class Router:
             proba = self.classifier.predict_proba([texts[i] for i in need])
             top[need] = proba.argmax(axis=1)
             conf[need] = proba[np.arange(len(need)), top[need]]
-        rows = [self._decide(t, r, int(k), float(c)) for t, r, k, c in zip(texts, rules, top, conf)]
-        return pd.DataFrame([asdict(d) for d in rows], columns=list(DECISION_COLUMNS))
+        # Decisions as columns (the same rules as _decide, vectorised: per-row objects cost more
+        # than the classifier on large batches).
+        classes = np.asarray(self._classes, dtype=object)
+        pred = classes[top]
+        route = np.asarray([r for r, _ in self._class_routes], dtype=object)[top]
+        reason = np.asarray([x for _, x in self._class_routes], dtype=object)[top]
+        decided = np.where(reason == "out_of_scope", OOS_LABEL, pred).astype(object)
+        low = conf < self.threshold
+        route[low], reason[low], decided[low] = FALLBACK_ROUTE, "low_confidence", OOS_LABEL
+        rule_names = np.full(len(texts), "", dtype=object)
+        for i, rule in enumerate(rules):
+            if rule is not None:
+                d = self._decide(texts[i], rule, -1, 1.0)
+                route[i], reason[i], pred[i], decided[i], rule_names[i] = d.route, d.fallback_reason, d.pred_label, d.decided_label, d.rule
+        is_fallback = route == FALLBACK_ROUTE
+        return pd.DataFrame(
+            {
+                "route": route,
+                "agent": np.where(is_fallback, self.registry.fallback_agent, route).astype(object),
+                "pred_label": pred,
+                "decided_label": decided,
+                "confidence": conf,
+                "fallback": is_fallback,
+                "fallback_reason": reason,
+                "rule": rule_names,
+            },
+            columns=list(DECISION_COLUMNS),
+        )
 
     # -- monitoring features ---------------------------------------------------------------
     def text_features(self, texts: Sequence[str]) -> pd.DataFrame:

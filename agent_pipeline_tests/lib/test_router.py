@@ -142,3 +142,15 @@ def test_serving_bundle_routes_exactly_like_the_router(trained, tmp_path):
         want, got = router.route(text).to_dict(), fast.route(text)
         assert abs(want.pop("confidence") - got.pop("confidence")) < 1e-12, text
         assert got == want, text
+
+
+def test_batch_path_handles_rules_and_every_fallback_reason(trained):
+    router, _, _ = trained
+    texts = ["Generate contract summary", "please review this contract clause", "What is the weather today?",
+             "zxqv blorp fnord", "transfer 100 dollars from checking to savings", ""]
+    batch = router.route_batch(texts)
+    for i, text in enumerate(texts):
+        want = router.route(text).to_dict()
+        got = batch.iloc[i].to_dict()
+        assert abs(got.pop("confidence") - want.pop("confidence")) < 1e-12, text
+        assert {k: (bool(v) if k == "fallback" else v) for k, v in got.items()} == want, text
