@@ -5,7 +5,8 @@
 Sections: ``accuracy`` (each tier vs Larson et al. 2019), ``latency`` (router vs the bare fitted
 estimator), ``cold_start`` (the CLI as a process vs a bare interpreter importing numpy),
 ``evaluation`` (metrics vs routing), ``drift`` (100k vs 1M rows), ``pipeline`` (CLI materialize
-vs the assets' own compute time). Results go to ``bench/results/<UTC stamp>.{json,md}``; the
+vs the assets' own compute time), ``loop`` (drifted landing file -> new champion through the
+sensors, vs the bootstrap run). Results go to ``bench/results/<UTC stamp>.{json,md}``; the
 ratios are checked against ``bench/baseline.json`` (committed) and the run exits 1 when one is
 worse than its reference by more than the stated tolerance.
 """
