@@ -215,7 +215,7 @@ class Router:
                 return rule
         return None
 
-    def _decide(self, text: str, rule: Rule | None, k: int, confidence: float) -> Decision:
+    def _decide(self, rule: Rule | None, k: int, confidence: float) -> Decision:
         if rule is not None:
             route = self.registry.route_for_label(rule.label)
             reason = "no_agent" if route == FALLBACK_ROUTE else ""
@@ -237,10 +237,10 @@ class Router:
         text = "" if text is None else str(text)
         rule = self._rule_for(text)
         if rule is not None:
-            return self._decide(text, rule, -1, 1.0)
+            return self._decide(rule, -1, 1.0)
         proba = self.classifier.predict_proba_one(text)
         k = int(proba.argmax())
-        return self._decide(text, None, k, float(proba[k]))
+        return self._decide(None, k, float(proba[k]))
 
     def route_batch(self, texts: Iterable[str]) -> pd.DataFrame:
         """Route many requests at once (scikit-learn's vectorised path); one row per text."""
@@ -267,7 +267,7 @@ class Router:
         rule_names = np.full(len(texts), "", dtype=object)
         for i, rule in enumerate(rules):
             if rule is not None:
-                d = self._decide(texts[i], rule, -1, 1.0)
+                d = self._decide(rule, -1, 1.0)
                 route[i], reason[i], pred[i], decided[i], rule_names[i] = d.route, d.fallback_reason, d.pred_label, d.decided_label, d.rule
         is_fallback = route == FALLBACK_ROUTE
         return pd.DataFrame(
