@@ -5,11 +5,12 @@ Every tier offers what the router uses: ``classes_``, ``predict_proba(texts)``,
 ``word_vectorizer`` (for the drift features).
 
 ``accurate``: one multinomial LogisticRegression over ``[TF-IDF features of the fast tier,
-embedding_weight * all-MiniLM-L6-v2 sentence embedding]`` (``lib/embeddings.py``, NumPy, no
-download). Its single-request path is the fast tier's hand-written sparse path (with the
-accurate model's coefficients) plus one embedding. The pickled classifier holds no encoder
-weights: it records the embedding package version and weights fingerprint and loads the
-installed encoder on first use, refusing to run if the installed weights differ.
+embedding_weight * all-MiniLM-L6-v2 sentence embedding]`` (``lib/onnx_encoder.py``: int8
+weights on onnxruntime, built from the installed package's weights; no download, no torch).
+Its single-request path is the fast tier's hand-written sparse path (with the accurate model's
+coefficients) plus one embedding. The pickled classifier holds no encoder weights: it records
+the encoder's provenance and fingerprint (weights, tokenizer and int8 graph) and builds the
+installed encoder on first use, refusing to run if the fingerprint differs.
 
 ``cascade``: the fast tier answers when its top probability reaches ``cascade_threshold``; the
 accurate tier answers the rest. ``predict_proba`` returns the probabilities of whichever model
@@ -24,7 +25,8 @@ from typing import Sequence
 
 import numpy as np
 
-from agent_pipeline.lib.embeddings import EmbeddingModelError, MiniLMEncoder, embed_cached, get_encoder
+from agent_pipeline.lib.embeddings import EmbeddingModelError, embed_cached
+from agent_pipeline.lib.onnx_encoder import OnnxMiniLMEncoder, get_encoder
 from agent_pipeline.lib.router import FastLinearTextClassifier, TextClassifier
 
 
@@ -40,13 +42,13 @@ class AccurateClassifier:
 
     tier = "accurate"
 
-    def __init__(self, features, clf, embedding_weight: float, encoder: MiniLMEncoder) -> None:
+    def __init__(self, features, clf, embedding_weight: float, encoder: OnnxMiniLMEncoder) -> None:
         self.features = features
         self.clf = clf
         self.classes_ = np.asarray(clf.classes_)
         self.embedding_weight = float(embedding_weight)
         self.embedding = encoder.describe()
-        self._encoder: MiniLMEncoder | None = encoder
+        self._encoder: OnnxMiniLMEncoder | None = encoder
         self._build_single_path()
 
     def _build_single_path(self) -> None:
@@ -96,16 +98,18 @@ class AccurateClassifier:
         return cls(features, clf, embedding_weight, encoder)
 
     @property
-    def encoder(self) -> MiniLMEncoder:
+    def encoder(self) -> OnnxMiniLMEncoder:
         """The installed encoder, loaded on first use and checked against the one trained with."""
         if self._encoder is None:
             encoder = get_encoder()
             if encoder.fingerprint != self.embedding["fingerprint"]:
                 raise EmbeddingModelError(
                     f"accurate tier was trained with {self.embedding['distribution']} {self.embedding['version']} "
-                    f"(weights sha256 {self.embedding['weights_sha256'][:16]}), but the installed {encoder.version} "
-                    f"has weights sha256 {encoder.weights_sha256[:16]} (tokenizer {encoder.tokenizer_sha256[:16]}): "
-                    f"install {self.embedding['distribution']}=={self.embedding['version']} or retrain the router"
+                    f"(weights sha256 {self.embedding['weights_sha256'][:16]}, int8 graph "
+                    f"{self.embedding.get('graph_sha256', '?')[:16]}), but the installed {encoder.version} gives "
+                    f"weights sha256 {encoder.weights_sha256[:16]} (tokenizer {encoder.tokenizer_sha256[:16]}, "
+                    f"graph {encoder.graph_sha256[:16]}): install {self.embedding['distribution']}=="
+                    f"{self.embedding['version']} and this project's encoder, or retrain the router"
                 )
             self._encoder = encoder
         return self._encoder

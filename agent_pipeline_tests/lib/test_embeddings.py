@@ -1,4 +1,4 @@
-"""The NumPy all-MiniLM-L6-v2 encoder against sentence-transformers, and the embedding cache."""
+"""The NumPy all-MiniLM-L6-v2 encoder (the reference) against sentence-transformers, and the embedding cache."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent_pipeline.lib.embeddings import PROVENANCE, embed_cached, get_encoder
+from agent_pipeline.lib.embeddings import PROVENANCE, MiniLMEncoder, embed_cached
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "minilm_reference.npz"
 
 
 @pytest.fixture(scope="module")
 def encoder():
-    return get_encoder()
+    return MiniLMEncoder()
 
 
 @pytest.fixture(scope="module")
