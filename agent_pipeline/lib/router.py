@@ -314,12 +314,20 @@ class Router:
         return out
 
     def describe(self) -> dict:
+        """What the router is (logged as ``router.json`` with every registered version).
+
+        For the ``accurate`` and ``cascade`` tiers ``embedding_model`` records the sentence
+        encoder's provenance: model, package and version, licence, weight/tokenizer/graph sha256.
+        """
+        accurate = getattr(self.classifier, "accurate", self.classifier)
+        embedding = getattr(accurate, "embedding", None)
         return {
             "tier": self.classifier.tier,
             "threshold": self.threshold,
             "n_labels": len(self._classes),
             "rules": [r.name for r in self.rules],
             "agents": self.registry.agents,
+            **({"embedding_model": embedding} if embedding else {}),
             **self.info,
         }
 

