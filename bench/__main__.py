@@ -1,6 +1,7 @@
 """``make bench``: every figure as a ratio against a reference measured in the same run.
 
     python -m bench [--quick] [--only SECTION ...] [--out DIR] [--no-check] [--update-baseline]
+    python -m bench --baseline-from bench/results/<stamp>.json
 
 Sections: ``accuracy`` (each tier vs Larson et al. 2019), ``latency`` (router vs the bare fitted
 estimator), ``cold_start`` (the CLI as a process vs a bare interpreter importing numpy),
@@ -34,7 +35,16 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(HERE / "results"))
     p.add_argument("--no-check", action="store_true", help="do not compare with bench/baseline.json")
     p.add_argument("--update-baseline", action="store_true", help="write this run's ratios as the new baseline")
+    p.add_argument("--baseline-from", metavar="RESULTS_JSON",
+                   help="write the baseline from an earlier run's results file (no measuring) and exit")
     args = p.parse_args(argv)
+    baseline_path = HERE / "baseline.json"
+    if args.baseline_from:
+        doc = json.loads(Path(args.baseline_from).read_text())
+        if doc.get("quick"):
+            p.error(f"{args.baseline_from} is a --quick run: a smoke run is not a reference")
+        write_baseline(baseline_path, doc["figures"])
+        return 0
 
     sections.TIERS = args.tiers
     figures, context = sections.run_all(args.only or list(sections.SECTIONS), quick=args.quick)
@@ -48,11 +58,8 @@ def main(argv=None) -> int:
     (out / f"{stamp}.md").write_text(md)
     print(md)
     print(f"results: {out / stamp}.json / .md")
-    baseline_path = HERE / "baseline.json"
     if args.update_baseline:
-        baseline = {f.name: {"ratio": f.ratio, "tolerance": f.tolerance, "better": f.better} for f in figures if f.gated}
-        baseline_path.write_text(json.dumps(baseline, indent=2, sort_keys=True) + "\n")
-        print(f"wrote {baseline_path}")
+        write_baseline(baseline_path, [f.to_dict() for f in figures])
         return 0
     if args.no_check or not baseline_path.is_file():
         return 0
@@ -60,6 +67,14 @@ def main(argv=None) -> int:
     for line in failures:
         print(f"REGRESSION {line}")
     return 1 if failures else 0
+
+
+def write_baseline(path: Path, figures: list[dict]) -> None:
+    """The gated figures' ratios, tolerances and directions, as ``bench/baseline.json``."""
+    baseline = {f["name"]: {"ratio": f["ratio"], "tolerance": f["tolerance"], "better": f["better"]}
+                for f in figures if f["gated"]}
+    path.write_text(json.dumps(baseline, indent=2, sort_keys=True) + "\n")
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":
