@@ -233,7 +233,7 @@ class OnnxMiniLMEncoder:
 @lru_cache(maxsize=len(PRECISIONS))
 def get_encoder(precision: str = "int8") -> OnnxMiniLMEncoder:
     """The process-wide encoder of ``precision`` (``int8``, the default, or ``float32``), built once
-    per process (~1 s). float32 keeps the reference's accuracy at ~1.5x the latency (README)."""
+    per process (~1 s). float32 keeps the reference's accuracy at ~2x the latency (README)."""
     if precision not in PRECISIONS:
         raise ValueError(f"encoder precision '{precision}' is not one of {', '.join(PRECISIONS)}")
     return OnnxMiniLMEncoder(quantize=precision == "int8")
