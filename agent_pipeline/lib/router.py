@@ -347,7 +347,7 @@ class TrainSettings:
     fallback_weight: float = 1.0
     # Tiers (lib/tiers.py); the accurate and cascade defaults were tuned on the validation split.
     tier: str = "fast"
-    embedding_weight: float = 2.0
+    embedding_weight: float = 1.75
     accurate_tol: float = 1e-4
     cascade_threshold: float = 0.75
     encoder_precision: str = "int8"  # the accurate tier's encoder: int8 (faster) or float32 (more accurate)
