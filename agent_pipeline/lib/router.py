@@ -350,7 +350,7 @@ class TrainSettings:
     embedding_weight: float = 1.75
     accurate_tol: float = 1e-4
     cascade_threshold: float = 0.75
-    encoder_precision: str = "int8"  # the accurate tier's encoder: int8 (faster) or float32 (more accurate)
+    encoder_precision: str = "int8"  # the accurate tier's encoder weights: int8 (faster) or float32 (= the reference)
 
     def __post_init__(self) -> None:
         if self.tier not in TIERS:

@@ -5,11 +5,12 @@ Every tier offers what the router uses: ``classes_``, ``predict_proba(texts)``,
 ``word_vectorizer`` (for the drift features).
 
 ``accurate``: one multinomial LogisticRegression over ``[TF-IDF features of the fast tier,
-embedding_weight * all-MiniLM-L6-v2 sentence embedding]`` (``lib/onnx_encoder.py``: int8
-weights on onnxruntime, built from the installed package's weights; no download, no torch).
+embedding_weight * all-MiniLM-L6-v2 sentence embedding]`` (``lib/onnx_encoder.py``: int8 or,
+with ``encoder_precision: float32``, float32 weights on onnxruntime, built from the installed
+package's weights; no download, no torch).
 Its single-request path is the fast tier's hand-written sparse path (with the accurate model's
 coefficients) plus one embedding. The pickled classifier holds no encoder weights: it records
-the encoder's provenance and fingerprint (weights, tokenizer and int8 graph) and builds the
+the encoder's provenance and fingerprint (weights, tokenizer, graph, precision) and builds the
 installed encoder on first use, refusing to run if the fingerprint differs.
 
 ``cascade``: the fast tier answers when its top probability reaches ``cascade_threshold``; the
