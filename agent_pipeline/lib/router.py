@@ -111,8 +111,14 @@ class FastLinearTextClassifier:
         coef_t = np.ascontiguousarray(clf.coef_.T, dtype=np.float64)
         self._intercept = np.asarray(clf.intercept_, dtype=np.float64)
         self._parts = []
+        self._dense = []  # opt-in dense blocks (lib/static_embedding.py): (transformer, coef rows)
         offset = 0
         for _, vec in features.transformer_list:
+            if not hasattr(vec, "vocabulary_"):
+                n = int(vec.n_features_out_)
+                self._dense.append((vec, coef_t[offset : offset + n]))
+                offset += n
+                continue
             n = len(vec.vocabulary_)
             self._parts.append(
                 (vec.build_analyzer(), vec.vocabulary_, np.asarray(vec.idf_), coef_t[offset : offset + n], vec.sublinear_tf)
@@ -120,7 +126,10 @@ class FastLinearTextClassifier:
             offset += n
 
     def predict_proba_one(self, text: str) -> np.ndarray:
-        return linear_proba(text, self._parts, self._intercept)
+        intercept = self._intercept
+        for vec, coef in self._dense:
+            intercept = intercept + vec.vector(text) @ coef
+        return linear_proba(text, self._parts, intercept)
 
 
 class TextClassifier:
@@ -142,27 +151,27 @@ class TextClassifier:
         self.__init__(state["pipeline"])
 
     @classmethod
-    def fit(cls, texts: Sequence[str], labels: Sequence[str], *, c: float, max_iter: int, tol: float, seed: int):
+    def fit(
+        cls, texts: Sequence[str], labels: Sequence[str], *, c: float, max_iter: int, tol: float, seed: int,
+        static_embedding_weight: float = 0.0,
+    ):
+        """Fit TF-IDF + LogisticRegression; ``static_embedding_weight`` > 0 appends the opt-in
+        static token-embedding block (``lib/static_embedding.py``)."""
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import FeatureUnion, Pipeline
 
+        blocks = [
+            ("word", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, dtype=np.float64)),
+            ("char", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2, dtype=np.float64)),
+        ]
+        if static_embedding_weight > 0:
+            from agent_pipeline.lib.static_embedding import StaticTokenEmbedding
+
+            blocks.append(("static", StaticTokenEmbedding(weight=static_embedding_weight)))
         pipeline = Pipeline(
             [
-                (
-                    "features",
-                    FeatureUnion(
-                        [
-                            ("word", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, dtype=np.float64)),
-                            (
-                                "char",
-                                TfidfVectorizer(
-                                    analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2, dtype=np.float64
-                                ),
-                            ),
-                        ]
-                    ),
-                ),
+                ("features", FeatureUnion(blocks)),
                 ("clf", LogisticRegression(C=c, max_iter=max_iter, tol=tol, random_state=seed)),
             ]
         )
@@ -351,6 +360,7 @@ class TrainSettings:
     accurate_tol: float = 1e-4
     cascade_threshold: float = 0.75
     encoder_precision: str = "int8"  # the accurate tier's encoder weights: int8 (faster) or float32 (= the reference)
+    static_embedding_weight: float = 0.0  # > 0: the fast tier appends static MiniLM token embeddings (opt-in)
 
     def __post_init__(self) -> None:
         if self.tier not in TIERS:
@@ -360,6 +370,8 @@ class TrainSettings:
                 f"router config: classifier.encoder_precision '{self.encoder_precision}' is not one of "
                 f"{', '.join(ENCODER_PRECISIONS)}"
             )
+        if self.static_embedding_weight < 0:
+            raise ConfigError(f"router config: classifier.static_embedding_weight must be >= 0, got {self.static_embedding_weight}")
 
     @classmethod
     def from_config(cls, raw: dict) -> "TrainSettings":
@@ -382,6 +394,7 @@ class TrainSettings:
             accurate_tol=float(clf.get("accurate_tol", cls.accurate_tol)),
             cascade_threshold=float(clf.get("cascade_threshold", cls.cascade_threshold)),
             encoder_precision=str(clf.get("encoder_precision", cls.encoder_precision)),
+            static_embedding_weight=float(clf.get("static_embedding_weight", cls.static_embedding_weight)),
         )
 
 
@@ -393,7 +406,8 @@ def fit_classifier(texts: Sequence[str], labels: Sequence[str], settings: TrainS
     """
     texts, labels = [str(t) for t in texts], [str(y) for y in labels]
     fast = TextClassifier.fit(
-        texts, labels, c=settings.c, max_iter=settings.max_iter, tol=settings.tol, seed=settings.seed
+        texts, labels, c=settings.c, max_iter=settings.max_iter, tol=settings.tol, seed=settings.seed,
+        static_embedding_weight=settings.static_embedding_weight,
     )
     if settings.tier == "fast":
         return fast

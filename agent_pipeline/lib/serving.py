@@ -78,16 +78,18 @@ def _vectorizer_spec(vec) -> dict[str, Any]:
 
 
 def export(router, model_name: str, version: str, path: Path, tracking_uri: str = "") -> Path | None:
-    """Write the serving bundle of a ``fast``-tier router; None (and no file) for other tiers.
+    """Write the serving bundle of a TF-IDF-only ``fast``-tier router; None (and no file) otherwise.
 
     ``tracking_uri`` names the registry whose champion this is: the CLI trusts the bundle only
     for that registry, so a bundle never answers for another store's champion.
     """
     clf = router.classifier
-    if getattr(clf, "tier", None) != "fast":
+    features = clf.pipeline.named_steps["features"] if getattr(clf, "tier", None) == "fast" else None
+    if features is None or not all(hasattr(vec, "vocabulary_") for _, vec in features.transformer_list):
+        # Other tiers, and a fast tier with the static-embedding block, need the model wheel:
+        # no bundle, the CLI loads the champion from MLflow.
         Path(path).unlink(missing_ok=True)
         return None
-    features = clf.pipeline.named_steps["features"]
     lr = clf.pipeline.named_steps["clf"]
     bundle = {
         "format": FORMAT_VERSION,

@@ -175,3 +175,29 @@ def test_fast_tier_is_unchanged_by_default(data):
     small = train.groupby("label", group_keys=False).head(3)
     router, _ = train_router(small, val, agents, [], _settings(raw, "fast"))
     assert type(router.classifier) is TextClassifier and router.classifier.tier == "fast"
+
+
+def test_static_embedding_block_is_opt_in_and_equal_on_both_paths(data, tmp_path):
+    from agent_pipeline.lib import serving
+
+    agents, raw, train, val = data
+    assert TrainSettings.from_config(raw).static_embedding_weight == 0.0  # off unless configured
+    with pytest.raises(ConfigError, match="static_embedding_weight must be >= 0"):
+        TrainSettings.from_config({"classifier": {"static_embedding_weight": -1}})
+    config = {**raw, "classifier": {**raw["classifier"], "tier": "fast", "max_iter": 100, "static_embedding_weight": 2.0}}
+    router, _ = train_router(train, val, agents, [], TrainSettings.from_config(config))
+    clf = router.classifier
+    assert [name for name, _ in clf.pipeline.named_steps["features"].transformer_list] == ["word", "char", "static"]
+    texts = val["text"].tolist()[:20] + EDGE_TEXTS
+    np.testing.assert_allclose(np.vstack([clf.predict_proba_one(t) for t in texts]), clf.predict_proba(texts), atol=1e-12)
+
+    buf = io.BytesIO()
+    joblib.dump(router, buf)
+    assert buf.tell() < 20e6  # the 94 MB table is not in the pickle
+    buf.seek(0)
+    loaded = joblib.load(buf)
+    np.testing.assert_array_equal(loaded.classifier.predict_proba(texts), clf.predict_proba(texts))
+    assert loaded.route(texts[0]) == router.route(texts[0])
+    # The bundle path cannot serve it without the wheel: no bundle, the CLI loads from MLflow.
+    assert serving.export(router, "agent-router", "1", tmp_path / "bundle.pkl") is None
+    assert not (tmp_path / "bundle.pkl").exists()
