@@ -14,7 +14,9 @@ The classifier is TF-IDF (word 1-2 grams + char_wb 2-5 grams, sublinear tf) into
 LogisticRegression. Batches go through scikit-learn; a single request goes through
 ``FastLinearTextClassifier``, a hand-written path (the vectorizers' own analyzers, a vocabulary
 lookup, a sparse dot with the coefficients, a softmax) that gives the same probabilities as
-``predict_proba`` at a fraction of the per-call overhead.
+``predict_proba`` at a fraction of the per-call overhead. A positive (opt-in)
+``classifier.static_embedding_weight`` appends a static token-embedding block
+(``lib/static_embedding.py``) to the features.
 
 No Dagster import here: the router is trained and used by the Dagster assets, the CLI and the
 MLflow pyfunc wrapper alike.
