@@ -80,6 +80,18 @@ def package_version() -> str:
     return version(MODEL_DISTRIBUTION)
 
 
+def load_tokenizer(path: Path):
+    """The model's tokenizer as sentence-transformers runs it (no padding, truncated at
+    ``max_seq_length`` of ``sentence_bert_config.json``): returns (tokenizer, max_seq_length)."""
+    from tokenizers import Tokenizer
+
+    max_seq_length = int(json.loads((path / "sentence_bert_config.json").read_text())["max_seq_length"])
+    tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(max_length=max_seq_length)
+    return tokenizer, max_seq_length
+
+
 def file_sha256(path: Path) -> str:
     """sha256 of a file, memoised per (path, size, mtime) within the process."""
     st = path.stat()
@@ -143,15 +155,13 @@ class MiniLMEncoder:
 
     def __init__(self, path: Path | None = None) -> None:
         from safetensors.numpy import load_file
-        from tokenizers import Tokenizer
 
         self.path = path or model_dir()
         config = json.loads((self.path / "config.json").read_text())
-        st_config = json.loads((self.path / "sentence_bert_config.json").read_text())
         pooling = json.loads((self.path / "1_Pooling" / "config.json").read_text())
         if not pooling.get("pooling_mode_mean_tokens"):
             raise EmbeddingModelError(f"{self.path / '1_Pooling' / 'config.json'}: expected mean pooling")
-        self.max_seq_length = int(st_config["max_seq_length"])
+        self._tokenizer, self.max_seq_length = load_tokenizer(self.path)
         self.n_heads = int(config["num_attention_heads"])
         self.dim = int(config["hidden_size"])
         self.head_dim = self.dim // self.n_heads
@@ -162,9 +172,6 @@ class MiniLMEncoder:
             f"{self.weights_sha256}:{self.tokenizer_sha256}:{self.max_seq_length}".encode()
         ).hexdigest()
 
-        self._tokenizer = Tokenizer.from_file(str(self.path / "tokenizer.json"))
-        self._tokenizer.no_padding()
-        self._tokenizer.enable_truncation(max_length=self.max_seq_length)
 
         w = load_file(str(self.path / "model.safetensors"))
         f32 = lambda a: np.ascontiguousarray(a, dtype=np.float32)  # noqa: E731

@@ -20,7 +20,7 @@ from typing import Sequence
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from agent_pipeline.lib.embeddings import EmbeddingModelError, file_sha256, model_dir
+from agent_pipeline.lib.embeddings import EmbeddingModelError, file_sha256, load_tokenizer, model_dir
 
 
 class StaticTokenEmbedding(TransformerMixin, BaseEstimator):
@@ -37,14 +37,11 @@ class StaticTokenEmbedding(TransformerMixin, BaseEstimator):
 
     def _load(self) -> None:
         from safetensors import safe_open
-        from tokenizers import Tokenizer
 
         path = model_dir()
         with safe_open(str(path / "model.safetensors"), framework="numpy") as fh:
             self._table = np.asarray(fh.get_tensor("embeddings.word_embeddings.weight"), dtype=np.float64)
-        self._tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
-        self._tokenizer.no_padding()
-        self._tokenizer.enable_truncation(max_length=256)
+        self._tokenizer, _ = load_tokenizer(path)
         self._sha = file_sha256(path / "model.safetensors")
 
     def _ensure_loaded(self) -> None:
