@@ -70,7 +70,7 @@ def trained_router(tier: str):
         json.dumps(raw, sort_keys=True).encode()
         + settings.DEFAULT_TRAIN_DATA.read_bytes()
         + settings.DEFAULT_VALIDATION_DATA.read_bytes()
-        + b"".join((ROOT / "agent_pipeline/lib" / f).read_bytes() for f in ("router.py", "tiers.py", "embeddings.py", "onnx_encoder.py", "serving.py"))
+        + b"".join((ROOT / "agent_pipeline/lib" / f).read_bytes() for f in ("router.py", "tiers.py", "embeddings.py", "onnx_encoder.py", "serving.py", "textfeatures.py"))
     ).hexdigest()[:16]
     path = _cache_dir() / f"router-{tier}-{key}.joblib"
     train = load_dataset(settings.DEFAULT_TRAIN_DATA, agents)

@@ -35,6 +35,7 @@ import pandas as pd
 
 from agent_pipeline.lib.registry_config import FALLBACK_ROUTE, OOS_LABEL, AgentRegistry, ConfigError
 from agent_pipeline.lib.serving import linear_proba
+from agent_pipeline.lib.textfeatures import TfidfBlock, union_blocks, union_transform
 
 DECISION_COLUMNS = (
     "route",
@@ -100,32 +101,38 @@ class Decision:
 
 
 class FastLinearTextClassifier:
-    """Single-request fast path for a fitted ``FeatureUnion(TfidfVectorizer...) -> LogisticRegression``.
+    """Both fast paths of a fitted ``FeatureUnion(TfidfVectorizer...) -> LogisticRegression``.
 
-    It reuses each vectorizer's own analyzer (so tokenisation is identical), looks n-grams up in
-    the vocabulary, applies sublinear tf, idf and l2 normalisation per vectorizer, gathers the
-    matching coefficient rows and takes a softmax. The result equals the pipeline's
-    ``predict_proba`` to floating-point rounding (tested), without building sparse matrices.
+    ``transform(texts)`` is the union's ``transform`` through ``lib/textfeatures.py`` (the same
+    matrix, bit for bit, about 2.5x faster on a batch). ``predict_proba_one(text)`` is the
+    single-request path: it looks the text's n-grams up in the vocabulary (the same per-word
+    memo), applies sublinear tf, idf and the norm per block, gathers the matching coefficient
+    rows and takes a softmax, without sparse matrices; it equals the pipeline's
+    ``predict_proba`` to floating-point rounding (tested).
     """
 
     def __init__(self, features, clf) -> None:
         self.classes_ = np.asarray(clf.classes_)
         coef_t = np.ascontiguousarray(clf.coef_.T, dtype=np.float64)
         self._intercept = np.asarray(clf.intercept_, dtype=np.float64)
+        self.blocks = union_blocks(features)
         self._parts = []
         self._dense = []  # opt-in dense blocks (lib/static_embedding.py): (transformer, coef rows)
         offset = 0
-        for _, vec in features.transformer_list:
-            if not hasattr(vec, "vocabulary_"):
-                n = int(vec.n_features_out_)
-                self._dense.append((vec, coef_t[offset : offset + n]))
+        for block in self.blocks:
+            if isinstance(block, TfidfBlock):
+                self._parts.append((block, coef_t[offset : offset + block.n_features]))
+                offset += block.n_features
+            elif hasattr(block, "vocabulary_"):
+                raise ValueError(f"no fast path for {block!r}: only word and char_wb TF-IDF blocks without custom hooks")
+            else:
+                n = int(block.n_features_out_)
+                self._dense.append((block, coef_t[offset : offset + n]))
                 offset += n
-                continue
-            n = len(vec.vocabulary_)
-            self._parts.append(
-                (vec.build_analyzer(), vec.vocabulary_, np.asarray(vec.idf_), coef_t[offset : offset + n], vec.sublinear_tf)
-            )
-            offset += n
+
+    def transform(self, texts: Sequence[str]):
+        """The fitted ``FeatureUnion.transform(texts)``, equal bit for bit."""
+        return union_transform(self.blocks, texts)
 
     def predict_proba_one(self, text: str) -> np.ndarray:
         intercept = self._intercept
@@ -181,7 +188,9 @@ class TextClassifier:
         return cls(pipeline)
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        return self.pipeline.predict_proba(list(texts))
+        """``pipeline.predict_proba(texts)``, equal bit for bit, with the features built by
+        ``lib/textfeatures.py`` (the pipeline's own ``transform`` costs 2.5x as much)."""
+        return self.pipeline.named_steps["clf"].predict_proba(self._fast.transform(list(texts)))
 
     def predict_proba_one(self, text: str) -> np.ndarray:
         return self._fast.predict_proba_one(text)
@@ -189,6 +198,11 @@ class TextClassifier:
     @property
     def word_vectorizer(self):
         return self.pipeline.named_steps["features"].transformer_list[0][1]
+
+    @property
+    def word_block(self):
+        """The word TF-IDF block as ``lib/textfeatures.TfidfBlock`` (``transform`` = the vectorizer's)."""
+        return self._fast.blocks[0]
 
 
 class Router:
@@ -319,7 +333,7 @@ class Router:
             }
         )
         if self.projection is not None and texts:
-            proj = self.projection.transform(self.classifier.word_vectorizer.transform(texts))
+            proj = self.projection.transform(self.classifier.word_block.transform(texts))
             for i in range(proj.shape[1]):
                 out[f"proj_{i}"] = proj[:, i]
         return out

@@ -5,9 +5,9 @@ for importing MLflow, pandas and scikit-learn (3-5 s on 2 cores) to run a comput
 takes a fraction of a millisecond. At every promotion and rollback the registry exports the
 champion's ``fast``-tier router to ``$AGENT_PIPELINE_HOME/serving/champion.pkl``: rules, the
 agent map, the threshold, each vectorizer's vocabulary, idf and settings, and the classifier's
-coefficients, as plain dicts and numpy arrays. ``ServingRouter`` re-implements scikit-learn's
-``word`` and ``char_wb`` analyzers (tested equal on the validation split) and the same linear
-fast path as ``router.FastLinearTextClassifier``.
+coefficients, as plain dicts and numpy arrays. ``ServingRouter`` analyses text with
+``lib/textfeatures.py`` (scikit-learn's ``word`` and ``char_wb`` analyzers re-implemented,
+tested equal) and runs the same linear fast path as ``router.FastLinearTextClassifier``.
 
 Only the standard library and numpy are imported here.
 """
@@ -22,34 +22,35 @@ from typing import Any
 
 import numpy as np
 
+from agent_pipeline.lib.textfeatures import TfidfBlock, spec_from_vectorizer
+
 FORMAT_VERSION = 1
-_WHITE_SPACES = re.compile(r"\s\s+")
 
 
 def linear_proba(text: str, parts, intercept: np.ndarray) -> np.ndarray:
     """Softmax of a linear model over concatenated TF-IDF blocks, for one text, without sparse matrices.
 
-    ``parts``: per vectorizer ``(analyzer, vocabulary, idf, coef rows, sublinear_tf)``. Per
-    block: count the n-grams found in the vocabulary, apply sublinear tf and idf, l2-normalise,
-    and add ``weights @ coef[rows]`` to the scores. The single-request path of both the
-    ``fast`` router (``router.FastLinearTextClassifier``) and the serving bundle.
+    ``parts``: per block ``(textfeatures.TfidfBlock, coef rows)``. Per block: count the text's
+    n-grams found in the vocabulary, apply sublinear tf, idf and the block's norm, and add
+    ``weights @ coef[rows]`` to the scores. The single-request path of both the ``fast``
+    router (``router.FastLinearTextClassifier``) and the serving bundle.
     """
     scores = intercept.copy()
-    for analyzer, vocab, idf, coef, sublinear in parts:
+    for block, coef in parts:
         counts: dict[int, int] = {}
-        get = vocab.get
-        for gram in analyzer(text):
-            j = get(gram)
-            if j is not None:
-                counts[j] = counts.get(j, 0) + 1
+        for j in block.indices(text):
+            counts[j] = counts.get(j, 0) + 1
         if not counts:
             continue
         idx = np.fromiter(counts.keys(), dtype=np.intp, count=len(counts))
         tf = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
-        if sublinear:
+        if block.sublinear_tf:
             tf = np.log(tf) + 1.0
-        w = tf * idf[idx]
-        w /= np.sqrt(w @ w)
+        w = tf * block.idf[idx]
+        if block.norm == "l2":
+            w /= np.sqrt(w @ w)
+        elif block.norm == "l1":
+            w /= np.abs(w).sum()
         scores += w @ coef[idx]
     scores -= scores.max()
     np.exp(scores, out=scores)
@@ -59,22 +60,6 @@ def linear_proba(text: str, parts, intercept: np.ndarray) -> np.ndarray:
 
 def bundle_path(home: Path) -> Path:
     return Path(home) / "serving" / "champion.pkl"
-
-
-def _vectorizer_spec(vec) -> dict[str, Any]:
-    if vec.analyzer not in ("word", "char_wb") or vec.preprocessor is not None or vec.tokenizer is not None:
-        raise ValueError(f"cannot export a vectorizer with analyzer={vec.analyzer!r} and custom hooks")
-    if vec.strip_accents is not None or vec.stop_words is not None or not vec.lowercase:
-        raise ValueError("cannot export a vectorizer with accents stripping, stop words or no lowercasing")
-    return {
-        "analyzer": vec.analyzer,
-        "ngram_range": tuple(vec.ngram_range),
-        "token_pattern": vec.token_pattern,
-        "vocabulary": dict(vec.vocabulary_),
-        "idf": np.asarray(vec.idf_, dtype=np.float64),
-        "sublinear_tf": bool(vec.sublinear_tf),
-        "norm": vec.norm,
-    }
 
 
 def export(router, model_name: str, version: str, path: Path, tracking_uri: str = "") -> Path | None:
@@ -100,7 +85,7 @@ def export(router, model_name: str, version: str, path: Path, tracking_uri: str 
         "classes": [str(c) for c in lr.classes_],
         "coef_t": np.ascontiguousarray(lr.coef_.T, dtype=np.float64),
         "intercept": np.asarray(lr.intercept_, dtype=np.float64),
-        "vectorizers": [_vectorizer_spec(vec) for _, vec in features.transformer_list],
+        "vectorizers": [spec_from_vectorizer(vec) for _, vec in features.transformer_list],
         "rules": [{"name": r.name, "patterns": list(r.patterns), "label": r.label} for r in router.rules],
         "label_to_agent": dict(router.registry.label_to_agent),
         "fallback_agent": router.registry.fallback_agent,
@@ -134,47 +119,9 @@ class ServingRouter:
         self._parts = []
         offset = 0
         for spec in bundle["vectorizers"]:
-            n = len(spec["vocabulary"])
-            analyzer = self._word_analyzer(spec) if spec["analyzer"] == "word" else self._char_wb_analyzer(spec)
-            self._parts.append((analyzer, spec["vocabulary"], spec["idf"], bundle["coef_t"][offset : offset + n], spec["sublinear_tf"]))
-            offset += n
-
-    @staticmethod
-    def _word_analyzer(spec):
-        token_re = re.compile(spec["token_pattern"])
-        min_n, max_n = spec["ngram_range"]
-
-        def analyze(text: str) -> list[str]:
-            tokens = token_re.findall(text.lower())
-            if max_n == 1:
-                return tokens
-            grams = list(tokens) if min_n == 1 else []
-            for n in range(max(min_n, 2), min(max_n, len(tokens)) + 1):
-                grams.extend(" ".join(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
-            return grams
-
-        return analyze
-
-    @staticmethod
-    def _char_wb_analyzer(spec):
-        min_n, max_n = spec["ngram_range"]
-
-        def analyze(text: str) -> list[str]:
-            grams: list[str] = []
-            for w in _WHITE_SPACES.sub(" ", text.lower()).split():
-                w = f" {w} "
-                w_len = len(w)
-                for n in range(min_n, max_n + 1):
-                    offset = 0
-                    grams.append(w[offset : offset + n])
-                    while offset + n < w_len:
-                        offset += 1
-                        grams.append(w[offset : offset + n])
-                    if offset == 0:
-                        break
-            return grams
-
-        return analyze
+            block = TfidfBlock(spec)
+            self._parts.append((block, bundle["coef_t"][offset : offset + block.n_features]))
+            offset += block.n_features
 
     def predict_proba_one(self, text: str) -> np.ndarray:
         return linear_proba(text, self._parts, self.intercept)

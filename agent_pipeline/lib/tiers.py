@@ -1,8 +1,8 @@
 """The ``accurate`` and ``cascade`` classifier tiers, behind the ``fast`` tier's interface.
 
 Every tier offers what the router uses: ``classes_``, ``predict_proba(texts)``,
-``predict_proba_one(text)`` (the single-request path, equal to ``predict_proba``), ``tier`` and
-``word_vectorizer`` (for the drift features).
+``predict_proba_one(text)`` (the single-request path, equal to ``predict_proba``), ``tier``,
+``word_vectorizer`` and ``word_block`` (for the drift features).
 
 ``accurate``: one multinomial LogisticRegression over ``[TF-IDF features of the fast tier,
 embedding_weight * all-MiniLM-L6-v2 sentence embedding]`` (``lib/onnx_encoder.py``: int8 or,
@@ -118,7 +118,7 @@ class AccurateClassifier:
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         texts = [str(t) for t in texts]
-        x = _stack(self.features.transform(texts), self.encoder.encode(texts), self.embedding_weight)
+        x = _stack(self._sparse_one.transform(texts), self.encoder.encode(texts), self.embedding_weight)
         return self.clf.predict_proba(x)
 
     def predict_proba_one(self, text: str) -> np.ndarray:
@@ -138,6 +138,10 @@ class AccurateClassifier:
     @property
     def word_vectorizer(self):
         return self.features.transformer_list[0][1]
+
+    @property
+    def word_block(self):
+        return self._sparse_one.blocks[0]
 
 
 def _stack(sparse, embeddings: np.ndarray, weight: float):
@@ -176,3 +180,7 @@ class CascadeClassifier:
     @property
     def word_vectorizer(self):
         return self.fast.word_vectorizer
+
+    @property
+    def word_block(self):
+        return self.fast.word_block

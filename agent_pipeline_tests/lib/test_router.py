@@ -71,6 +71,18 @@ def test_fast_path_equals_predict_proba(trained):
     np.testing.assert_allclose(single, batch, rtol=0, atol=1e-12)
 
 
+def test_batch_path_equals_the_fitted_pipeline_bit_for_bit(trained, agents):
+    """The router's batch features (lib/textfeatures.py) are the pipeline's own, to the last bit."""
+    router, _, _ = trained
+    texts = load_dataset(settings.DEFAULT_VALIDATION_DATA, agents)["text"].tolist()
+    texts += ["", " ", "a", "THE CAR!!", "ünïcödé café", "ΟΔΟΣ ΣΑΣ", "tab\there\u00a0nbsp  runs", "İstanbul"]
+    pipeline = router.classifier.pipeline
+    got, want = router.classifier._fast.transform(texts), pipeline.named_steps["features"].transform(texts)
+    for attr in ("indptr", "indices", "data"):
+        np.testing.assert_array_equal(getattr(got, attr), getattr(want, attr))
+    np.testing.assert_array_equal(router.classifier.predict_proba(texts), pipeline.predict_proba(texts))
+
+
 def test_single_and_batch_decisions_agree_and_repeat(trained):
     router, _, val = trained
     texts = val["text"].tolist()[:200]

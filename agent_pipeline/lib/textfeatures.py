@@ -1,0 +1,175 @@
+"""TF-IDF features of a fitted vectorizer, equal to scikit-learn's and several times faster.
+
+Profiled on 2,000 validation texts, the fitted ``fast`` pipeline's ``predict_proba`` spent 73 %
+of its time in ``TfidfVectorizer.transform`` of the ``char_wb`` block: every text re-cuts
+every word into its 2-5-character n-grams and looks each one up in the vocabulary. But a
+``char_wb`` n-gram never crosses a word boundary, so a text's n-grams are the concatenation
+of its words' n-grams, and words repeat across texts. ``TfidfBlock`` therefore keeps, per
+word, the vocabulary indices of that word's n-grams (a bounded memo), builds the count matrix
+of a whole batch with numpy instead of a dict per text, and applies the same sublinear tf,
+idf and l2 steps as ``TfidfTransformer`` in the same order, so ``transform`` returns the very
+matrix ``TfidfVectorizer.transform`` returns (same indices, same float64 bits: tested on the
+validation split and on adversarial Unicode). The single-request path
+(``serving.linear_proba``) uses the same per-word memo.
+
+The spec of a block is plain data (``spec_from_vectorizer``), which is also what the serving
+bundle stores; only the standard library and numpy are imported here (scipy and
+scikit-learn's ``normalize`` are imported by the batch transform, on first use).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Sequence
+
+import numpy as np
+
+MEMO_WORDS = 50_000  # per block; about 20 MB at most, cleared when full (results never depend on it)
+
+
+def spec_from_vectorizer(vec) -> dict[str, Any]:
+    """The plain-data description of a fitted ``TfidfVectorizer`` that ``TfidfBlock`` needs.
+
+    Raises ValueError for a vectorizer whose analysis this module does not reproduce exactly
+    (another analyzer, custom hooks, accent stripping, stop words, no lowercasing, binary tf).
+    """
+    if vec.analyzer not in ("word", "char_wb") or vec.preprocessor is not None or vec.tokenizer is not None:
+        raise ValueError(f"cannot reproduce a vectorizer with analyzer={vec.analyzer!r} and custom hooks")
+    if vec.strip_accents is not None or vec.stop_words is not None or not vec.lowercase:
+        raise ValueError("cannot reproduce a vectorizer with accents stripping, stop words or no lowercasing")
+    if getattr(vec, "binary", False) or getattr(vec, "input", "content") != "content" or vec.norm not in (None, "l1", "l2"):
+        raise ValueError("cannot reproduce a binary vectorizer, one that reads files, or another norm than l1/l2/none")
+    return {
+        "analyzer": vec.analyzer,
+        "ngram_range": tuple(vec.ngram_range),
+        "token_pattern": vec.token_pattern,
+        "vocabulary": dict(vec.vocabulary_),
+        "idf": np.asarray(vec.idf_, dtype=np.float64),
+        "sublinear_tf": bool(vec.sublinear_tf),
+        "norm": vec.norm,
+    }
+
+
+def char_wb_grams(word: str, min_n: int, max_n: int) -> list[str]:
+    """scikit-learn's ``char_wb`` n-grams of one (lower-cased, whitespace-free) word."""
+    w = f" {word} "
+    w_len = len(w)
+    grams: list[str] = []
+    for n in range(min_n, max_n + 1):
+        offset = 0
+        grams.append(w[offset : offset + n])
+        while offset + n < w_len:
+            offset += 1
+            grams.append(w[offset : offset + n])
+        if offset == 0:  # a short word (shorter than n) is counted once
+            break
+    return grams
+
+
+def word_grams(tokens: list[str], min_n: int, max_n: int) -> list[str]:
+    """scikit-learn's word n-grams of a token list (no stop words)."""
+    if max_n == 1:
+        return tokens
+    grams = list(tokens) if min_n == 1 else []
+    for n in range(max(min_n, 2), min(max_n, len(tokens)) + 1):
+        grams.extend(" ".join(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
+    return grams
+
+
+class TfidfBlock:
+    """One fitted TF-IDF vectorizer: ``indices(text)`` for one text, ``transform(texts)`` for many."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self.vocabulary: dict[str, int] = spec["vocabulary"]
+        self.idf: np.ndarray = spec["idf"]
+        self.sublinear_tf: bool = spec["sublinear_tf"]
+        self.norm = spec["norm"]
+        self.n_features = len(self.vocabulary)
+        self.min_n, self.max_n = spec["ngram_range"]
+        self.char_wb = spec["analyzer"] == "char_wb"
+        self._token_re = None if self.char_wb else re.compile(spec["token_pattern"])
+        self._memo: dict[str, tuple[int, ...]] = {}
+
+    @classmethod
+    def from_vectorizer(cls, vec) -> "TfidfBlock":
+        return cls(spec_from_vectorizer(vec))
+
+    def _word_indices(self, word: str) -> tuple[int, ...]:
+        """Vocabulary indices of one raw word's ``char_wb`` n-grams (repeats kept), memoised."""
+        found = self._memo.get(word)
+        if found is None:
+            get = self.vocabulary.get
+            found = tuple(j for j in map(get, char_wb_grams(word.lower(), self.min_n, self.max_n)) if j is not None)
+            if len(self._memo) >= MEMO_WORDS:
+                self._memo.clear()
+            self._memo[word] = found
+        return found
+
+    def indices(self, text: str) -> list[int]:
+        """Vocabulary indices of the n-grams of ``text``, in the analyzer's order, repeats kept.
+
+        For ``char_wb`` the words are cut from the raw text and lower-cased one by one: no
+        character lower-cases into or out of whitespace, and case mappings never look across
+        whitespace (Greek final sigma included), so this equals lower-casing first (tested
+        over every code point). scikit-learn also collapses whitespace runs before splitting,
+        which ``str.split()`` does anyway (both use Python's definition of whitespace).
+        """
+        if self.char_wb:
+            out: list[int] = []
+            for word in text.split():
+                out.extend(self._word_indices(word))
+            return out
+        get = self.vocabulary.get
+        grams = word_grams(self._token_re.findall(text.lower()), self.min_n, self.max_n)
+        return [j for j in map(get, grams) if j is not None]
+
+    def counts(self, texts: Sequence[str]):
+        """The count matrix ``CountVectorizer.transform`` builds (float64 CSR, sorted indices)."""
+        from scipy import sparse as sp
+
+        flat: list[int] = []
+        lengths = np.empty(len(texts), dtype=np.int64)
+        for i, text in enumerate(texts):
+            found = self.indices(text)
+            lengths[i] = len(found)
+            flat.extend(found)
+        cols = np.asarray(flat, dtype=np.int32)
+        rows = np.repeat(np.arange(len(texts), dtype=np.int32), lengths)
+        x = sp.csr_matrix(
+            (np.ones(len(cols), dtype=np.float64), (rows, cols)), shape=(len(texts), self.n_features), dtype=np.float64
+        )
+        x.sum_duplicates()  # sums repeated n-grams into counts and sorts each row's indices
+        return x
+
+    def transform(self, texts: Sequence[str]):
+        """``TfidfVectorizer.transform(texts)``: the same steps as ``TfidfTransformer`` in the same order."""
+        from sklearn.preprocessing import normalize
+
+        x = self.counts(texts)
+        if self.sublinear_tf:
+            np.log(x.data, x.data)
+            x.data += 1.0
+        x.data *= self.idf[x.indices]
+        if self.norm is not None:
+            x = normalize(x, norm=self.norm, copy=False)
+        return x
+
+
+def union_blocks(features) -> list:
+    """Per transformer of a fitted ``FeatureUnion``: a ``TfidfBlock`` where one reproduces it
+    exactly, else the transformer itself (its own ``transform`` is used)."""
+    blocks = []
+    for _, vec in features.transformer_list:
+        try:
+            blocks.append(TfidfBlock.from_vectorizer(vec))
+        except (AttributeError, ValueError):
+            blocks.append(vec)
+    return blocks
+
+
+def union_transform(blocks: list, texts: Sequence[str]):
+    """``FeatureUnion.transform(texts)`` over ``union_blocks``: the blocks side by side, CSR."""
+    from scipy import sparse as sp
+
+    texts = list(texts)
+    return sp.hstack([b.transform(texts) for b in blocks], format="csr")
