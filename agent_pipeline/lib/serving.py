@@ -30,28 +30,16 @@ FORMAT_VERSION = 1
 def linear_proba(text: str, parts, intercept: np.ndarray) -> np.ndarray:
     """Softmax of a linear model over concatenated TF-IDF blocks, for one text, without sparse matrices.
 
-    ``parts``: per block ``(textfeatures.TfidfBlock, coef rows)``. Per block: count the text's
-    n-grams found in the vocabulary, apply sublinear tf, idf and the block's norm, and add
-    ``weights @ coef[rows]`` to the scores. The single-request path of both the ``fast``
-    router (``router.FastLinearTextClassifier``) and the serving bundle.
+    ``parts``: per block ``(textfeatures.TfidfBlock, coef rows)``; each block's non-zero
+    weights (``TfidfBlock.weights_one``) add ``weights @ coef[rows]`` to the scores. The
+    single-request path of both the ``fast`` router (``router.FastLinearTextClassifier``) and
+    the serving bundle.
     """
     scores = intercept.copy()
     for block, coef in parts:
-        counts: dict[int, int] = {}
-        for j in block.indices(text):
-            counts[j] = counts.get(j, 0) + 1
-        if not counts:
-            continue
-        idx = np.fromiter(counts.keys(), dtype=np.intp, count=len(counts))
-        tf = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
-        if block.sublinear_tf:
-            tf = np.log(tf) + 1.0
-        w = tf * block.idf[idx]
-        if block.norm == "l2":
-            w /= np.sqrt(w @ w)
-        elif block.norm == "l1":
-            w /= np.abs(w).sum()
-        scores += w @ coef[idx]
+        idx, w = block.weights_one(text)
+        if len(idx):
+            scores += w @ coef[idx]
     scores -= scores.max()
     np.exp(scores, out=scores)
     scores /= scores.sum()

@@ -141,6 +141,7 @@ class AccurateClassifier:
 
     @property
     def word_block(self):
+        """The word TF-IDF block as ``lib/textfeatures.TfidfBlock`` (``transform`` = the vectorizer's)."""
         return self._sparse_one.blocks[0]
 
 

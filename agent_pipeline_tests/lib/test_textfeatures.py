@@ -55,6 +55,21 @@ def test_no_code_point_lowercases_into_or_out_of_whitespace():
     assert bad == []
 
 
+WHITESPACE = [chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace()]
+
+
+def test_context_dependent_lowercasing_never_looks_across_whitespace():
+    """Greek final sigma depends on its neighbours: lower-casing per word must still agree,
+    next to every whitespace character Python knows."""
+    for ws in WHITESPACE:
+        for text in (f"AΣ{ws}B", f"Σ{ws}Σ", f"ΟΔΟΣ{ws}'ΣΑΣ'{ws}", f"AΣ'{ws}\u0301B"):
+            assert [w.lower() for w in text.split()] == text.lower().split(), repr(text)
+    vec = _fit("char_wb")
+    block = TfidfBlock.from_vectorizer(vec)
+    texts = [f"ΑΣ{ws}ΣΑΣ{ws}{ws}Σ" for ws in WHITESPACE]
+    _assert_same_matrix(block.transform(texts), vec.transform(texts))
+
+
 def test_memo_is_bounded_and_never_changes_results(monkeypatch):
     vec = _fit("char_wb")
     texts = [f"word{i} shared Σ{i}Σ" for i in range(500)]
@@ -65,16 +80,67 @@ def test_memo_is_bounded_and_never_changes_results(monkeypatch):
     assert len(block._memo) <= 64
 
 
-def test_unreproducible_vectorizers_fall_back_to_their_own_transform():
+def test_memo_memory_stays_bounded_on_hostile_words():
+    """Users choose the words: long ones are not remembered, and stored indices are capped."""
+    import tracemalloc
+
+    vec = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5)).fit(["abcdefghijklmnopqrstuvwxyz" * 4])
+    block = TfidfBlock.from_vectorizer(vec)
+    rng = np.random.default_rng(0)
+    letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
+    long_words = ["".join(rng.choice(letters, 5000)) for _ in range(20)]
+    short_words = ["".join(rng.choice(letters, textfeatures.MEMO_WORD_CHARS)) for _ in range(30_000)]
+    tracemalloc.start()
+    block.transform(long_words)
+    for i in range(0, len(short_words), 1000):
+        block.transform([" ".join(short_words[i : i + 1000])])
+    retained, _ = tracemalloc.get_traced_memory()  # what is still held: the memo
+    tracemalloc.stop()
+    assert not any(w in block._memo for w in long_words)
+    assert block._memo_indices <= textfeatures.MEMO_INDICES + 4 * textfeatures.MEMO_WORD_CHARS
+    assert retained < 20 * 2**20, retained
+    _assert_same_matrix(block.transform(long_words[:3]), vec.transform(long_words[:3]))
+
+
+def test_a_bare_string_is_refused_like_scikit_learn():
+    block = TfidfBlock.from_vectorizer(_fit("word"))
+    with pytest.raises(ValueError, match="iterable of texts"):
+        block.transform("transfer money")
+    with pytest.raises(ValueError, match="iterable of texts"):
+        union_transform([block], "transfer money")
+
+
+def test_what_cannot_be_reproduced_is_refused_and_dense_blocks_use_their_own_transform():
     from sklearn.pipeline import FeatureUnion
+    from sklearn.preprocessing import FunctionTransformer
 
     plain = _fit("char_wb")
     other = [_fit("char", ngram_range=(1, 3)), _fit("word", stop_words=["to"]), _fit("word", binary=True),
-             _fit("char_wb", strip_accents="unicode"), _fit("word", lowercase=False)]
+             _fit("char_wb", strip_accents="unicode"), _fit("word", lowercase=False), _fit("word", dtype=np.float32)]
     for vec in other:
         with pytest.raises(ValueError, match="cannot reproduce"):
             textfeatures.spec_from_vectorizer(vec)
-    union = FeatureUnion([("plain", plain)] + [(f"v{i}", v) for i, v in enumerate(other)])
+        with pytest.raises(ValueError, match="cannot reproduce"):
+            union_blocks(FeatureUnion([("plain", plain), ("other", vec)]))
+    with pytest.raises(ValueError, match="transformer_weights"):
+        union_blocks(FeatureUnion([("plain", plain)], transformer_weights={"plain": 2.0}))
+    with pytest.raises(ValueError, match="'gone'"):
+        union_blocks(FeatureUnion([("plain", plain), ("gone", "drop")]))
+    length = FunctionTransformer(lambda texts: np.array([[len(t), t.count(" ")] for t in texts], dtype=np.float64))
+    union = FeatureUnion([("plain", plain), ("length", length), ("word", _fit("word"))])
+    union.fit(HOSTILE)
     blocks = union_blocks(union)
-    assert isinstance(blocks[0], TfidfBlock) and blocks[1:] == other
+    assert [type(b) for b in blocks] == [TfidfBlock, FunctionTransformer, TfidfBlock]
     _assert_same_matrix(union_transform(blocks, HOSTILE), union.transform(HOSTILE))
+
+
+@pytest.mark.parametrize("norm", ["l2", "l1", None])
+def test_single_text_weights_equal_the_batch_row(norm):
+    vec = _fit("char_wb", norm=norm)
+    block = TfidfBlock.from_vectorizer(vec)
+    for text in HOSTILE:
+        row = vec.transform([text])
+        idx, w = block.weights_one(text)
+        order = np.argsort(idx)
+        np.testing.assert_array_equal(idx[order], row.indices)
+        np.testing.assert_allclose(w[order], row.data, rtol=0, atol=1e-15)
