@@ -107,15 +107,9 @@ def drift_retrain_sensor(context: dg.SensorEvaluationContext):
     drift outside the cooldown requests one run; later drifts in the same tick are covered by it.
     """
     after = int(context.cursor) if context.cursor else None
-    records = context.instance.get_event_records(
-        dg.EventRecordsFilter(
-            event_type=dg.DagsterEventType.ASSET_MATERIALIZATION,
-            asset_key=dg.AssetKey("drift_report"),
-            after_cursor=after,
-        ),
-        ascending=True,
-        limit=100,
-    )
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("drift_report"), after_storage_id=after), limit=100, ascending=True
+    ).records
     requests: list[dg.RunRequest] = []
     notes: list[str] = []
     for record in records:
