@@ -36,7 +36,8 @@ def spec_from_vectorizer(vec) -> dict[str, Any]:
     """The plain-data description of a fitted ``TfidfVectorizer`` that ``TfidfBlock`` needs.
 
     Raises ValueError for a vectorizer whose analysis this module does not reproduce exactly
-    (another analyzer, custom hooks, accent stripping, stop words, no lowercasing, binary tf).
+    (another analyzer, custom hooks, accent stripping, stop words, no lowercasing, binary tf,
+    no idf, another dtype than float64).
     """
     if vec.analyzer not in ("word", "char_wb") or vec.preprocessor is not None or vec.tokenizer is not None:
         raise ValueError(f"cannot reproduce a vectorizer with analyzer={vec.analyzer!r} and custom hooks")
@@ -44,6 +45,8 @@ def spec_from_vectorizer(vec) -> dict[str, Any]:
         raise ValueError("cannot reproduce a vectorizer with accents stripping, stop words or no lowercasing")
     if getattr(vec, "binary", False) or getattr(vec, "input", "content") != "content" or vec.norm not in (None, "l1", "l2"):
         raise ValueError("cannot reproduce a binary vectorizer, one that reads files, or another norm than l1/l2/none")
+    if not getattr(vec, "use_idf", True):
+        raise ValueError("cannot reproduce a vectorizer without idf weights")
     if np.dtype(vec.dtype) != np.float64:
         raise ValueError(f"cannot reproduce a vectorizer of dtype {np.dtype(vec.dtype)} (float64 only)")
     return {

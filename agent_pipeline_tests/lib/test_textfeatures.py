@@ -116,7 +116,8 @@ def test_what_cannot_be_reproduced_is_refused_and_dense_blocks_use_their_own_tra
 
     plain = _fit("char_wb")
     other = [_fit("char", ngram_range=(1, 3)), _fit("word", stop_words=["to"]), _fit("word", binary=True),
-             _fit("char_wb", strip_accents="unicode"), _fit("word", lowercase=False), _fit("word", dtype=np.float32)]
+             _fit("char_wb", strip_accents="unicode"), _fit("word", lowercase=False), _fit("word", dtype=np.float32),
+             _fit("word", use_idf=False)]
     for vec in other:
         with pytest.raises(ValueError, match="cannot reproduce"):
             textfeatures.spec_from_vectorizer(vec)
