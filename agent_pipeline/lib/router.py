@@ -141,8 +141,16 @@ class FastLinearTextClassifier:
         return linear_proba(text, self._parts, intercept)
 
 
+COUNTS_BLOCK = "char_counts"  # the fast tier's raw char_wb counts, read by MultinomialNB only
+
+
 class TextClassifier:
-    """The ``fast`` tier: TF-IDF + LogisticRegression, with a single-request fast path."""
+    """The ``fast`` tier: TF-IDF (+ n-gram counts) into one linear model, with a single-request fast path.
+
+    ``fast_model: logistic_regression`` (default): a LogisticRegression over the TF-IDF blocks (C,
+    max_iter, tol); ``svm_nb`` (opt-in, ``lib/svm_nb.py``): LinearSVC over the TF-IDF blocks
+    blended with MultinomialNB over raw char_wb counts (an extra counts block).
+    """
 
     tier = "fast"
 
@@ -160,32 +168,47 @@ class TextClassifier:
         self.__init__(state["pipeline"])
 
     @classmethod
-    def fit(
-        cls, texts: Sequence[str], labels: Sequence[str], *, c: float, max_iter: int, tol: float, seed: int,
-        static_embedding_weight: float = 0.0,
-    ):
-        """Fit TF-IDF + LogisticRegression; ``static_embedding_weight`` > 0 appends the opt-in
-        static token-embedding block (``lib/static_embedding.py``)."""
+    def fit(cls, texts: Sequence[str], labels: Sequence[str], settings: "TrainSettings") -> "TextClassifier":
+        """Fit the features and ``settings.fast_model``; ``settings.static_embedding_weight`` > 0
+        appends the opt-in static token-embedding block (``lib/static_embedding.py``)."""
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import FeatureUnion, Pipeline
 
+        from agent_pipeline.lib.svm_nb import SvmNbBlend
+
+        texts, labels = list(texts), list(labels)
         blocks = [
             ("word", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, dtype=np.float64)),
             ("char", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2, dtype=np.float64)),
         ]
-        if static_embedding_weight > 0:
+        if settings.static_embedding_weight > 0:
             from agent_pipeline.lib.static_embedding import StaticTokenEmbedding
 
-            blocks.append(("static", StaticTokenEmbedding(weight=static_embedding_weight)))
-        pipeline = Pipeline(
-            [
-                ("features", FeatureUnion(blocks)),
-                ("clf", LogisticRegression(C=c, max_iter=max_iter, tol=tol, random_state=seed)),
-            ]
-        )
-        pipeline.fit(list(texts), list(labels))
-        return cls(pipeline)
+            blocks.append(("static", StaticTokenEmbedding(weight=settings.static_embedding_weight)))
+        if settings.fast_model == "logistic_regression":
+            clf = LogisticRegression(C=settings.c, max_iter=settings.max_iter, tol=settings.tol, random_state=settings.seed)
+            pipeline = Pipeline([("features", FeatureUnion(blocks)), ("clf", clf)]).fit(texts, labels)
+            return cls(pipeline)
+        counts = TfidfVectorizer(
+            analyzer="char_wb", ngram_range=(2, 5), min_df=2, use_idf=False, norm=None, dtype=np.float64
+        )  # raw counts: the same n-grams as the char block, for MultinomialNB
+        features = FeatureUnion(blocks + [(COUNTS_BLOCK, counts)])
+        x = features.fit_transform(texts)
+        clf = SvmNbBlend(
+            nb_features=len(counts.vocabulary_), C=settings.svm_c, temperature=settings.svm_temperature,
+            alpha=settings.nb_alpha, nb_weight=settings.nb_weight, nb_temperature=settings.nb_temperature,
+            random_state=settings.seed,
+        ).fit(x, labels)
+        return cls(Pipeline([("features", features), ("clf", clf)]))
+
+    @property
+    def tfidf_features(self):
+        """The fitted FeatureUnion without the counts block: what the ``accurate`` tier builds on."""
+        from sklearn.pipeline import FeatureUnion
+
+        union = self.pipeline.named_steps["features"]
+        return FeatureUnion([(name, t) for name, t in union.transformer_list if name != COUNTS_BLOCK])
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """``pipeline.predict_proba(texts)``, equal bit for bit, with the features built by
@@ -359,6 +382,7 @@ class Router:
 
 TIERS = ("fast", "accurate", "cascade")
 ENCODER_PRECISIONS = ("int8", "float32")  # lib/onnx_encoder.PRECISIONS, without importing it here
+FAST_MODELS = ("svm_nb", "logistic_regression")
 
 
 @dataclass(frozen=True)
@@ -377,6 +401,14 @@ class TrainSettings:
     cascade_threshold: float = 0.75
     encoder_precision: str = "int8"  # the accurate tier's encoder weights: int8 (faster) or float32 (= the reference)
     static_embedding_weight: float = 0.0  # > 0: the fast tier appends static MiniLM token embeddings (opt-in)
+    # The fast tier's classifier; svm_nb (lib/svm_nb.py, settings chosen by 5-fold
+    # cross-validation on train) is opt-in (config/router.yaml says why).
+    fast_model: str = "logistic_regression"
+    svm_c: float = 3.0
+    svm_temperature: float = 5.0
+    nb_alpha: float = 0.03
+    nb_weight: float = 0.2
+    nb_temperature: float = 0.1
 
     def __post_init__(self) -> None:
         if self.tier not in TIERS:
@@ -386,6 +418,13 @@ class TrainSettings:
                 f"router config: classifier.encoder_precision '{self.encoder_precision}' is not one of "
                 f"{', '.join(ENCODER_PRECISIONS)}"
             )
+        if self.fast_model not in FAST_MODELS:
+            raise ConfigError(f"router config: classifier.fast_model '{self.fast_model}' is not one of {', '.join(FAST_MODELS)}")
+        for name in ("svm_c", "svm_temperature", "nb_alpha", "nb_temperature"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"router config: classifier.{name} must be > 0, got {getattr(self, name)}")
+        if not 0 <= self.nb_weight <= 1:
+            raise ConfigError(f"router config: classifier.nb_weight must be in [0, 1], got {self.nb_weight}")
         if self.static_embedding_weight < 0:
             raise ConfigError(f"router config: classifier.static_embedding_weight must be >= 0, got {self.static_embedding_weight}")
 
@@ -411,6 +450,12 @@ class TrainSettings:
             cascade_threshold=float(clf.get("cascade_threshold", cls.cascade_threshold)),
             encoder_precision=str(clf.get("encoder_precision", cls.encoder_precision)),
             static_embedding_weight=float(clf.get("static_embedding_weight", cls.static_embedding_weight)),
+            fast_model=str(clf.get("fast_model", cls.fast_model)),
+            svm_c=float(clf.get("svm_C", cls.svm_c)),
+            svm_temperature=float(clf.get("svm_temperature", cls.svm_temperature)),
+            nb_alpha=float(clf.get("nb_alpha", cls.nb_alpha)),
+            nb_weight=float(clf.get("nb_weight", cls.nb_weight)),
+            nb_temperature=float(clf.get("nb_temperature", cls.nb_temperature)),
         )
 
 
@@ -421,16 +466,13 @@ def fit_classifier(texts: Sequence[str], labels: Sequence[str], settings: TrainS
     asks it first. ``cache_dir`` caches sentence embeddings of the training texts.
     """
     texts, labels = [str(t) for t in texts], [str(y) for y in labels]
-    fast = TextClassifier.fit(
-        texts, labels, c=settings.c, max_iter=settings.max_iter, tol=settings.tol, seed=settings.seed,
-        static_embedding_weight=settings.static_embedding_weight,
-    )
+    fast = TextClassifier.fit(texts, labels, settings)
     if settings.tier == "fast":
         return fast
     from agent_pipeline.lib.tiers import AccurateClassifier, CascadeClassifier
 
     accurate = AccurateClassifier.fit(
-        texts, labels, features=fast.pipeline.named_steps["features"], embedding_weight=settings.embedding_weight,
+        texts, labels, features=fast.tfidf_features, embedding_weight=settings.embedding_weight,
         c=settings.c, max_iter=settings.max_iter, tol=settings.accurate_tol, seed=settings.seed, cache_dir=cache_dir,
         precision=settings.encoder_precision,
     )
@@ -495,5 +537,5 @@ def train_router(
         "val_label_accuracy": float(at["label_accuracy"]),
         "threshold_curve": curve,
     }
-    info = {"n_train": int(len(train)), "seed": settings.seed, "C": settings.c}
+    info = {"n_train": int(len(train)), "seed": settings.seed, "fast_model": settings.fast_model}
     return Router(clf, registry, rules, threshold, projection, info), report

@@ -37,7 +37,8 @@ def spec_from_vectorizer(vec) -> dict[str, Any]:
 
     Raises ValueError for a vectorizer whose analysis this module does not reproduce exactly
     (another analyzer, custom hooks, accent stripping, stop words, no lowercasing, binary tf,
-    no idf, another dtype than float64).
+    another dtype than float64). ``use_idf=False`` gives ``"idf": None``; with ``norm=None`` and
+    no sublinear tf the block is plain n-gram counts.
     """
     if vec.analyzer not in ("word", "char_wb") or vec.preprocessor is not None or vec.tokenizer is not None:
         raise ValueError(f"cannot reproduce a vectorizer with analyzer={vec.analyzer!r} and custom hooks")
@@ -45,8 +46,6 @@ def spec_from_vectorizer(vec) -> dict[str, Any]:
         raise ValueError("cannot reproduce a vectorizer with accents stripping, stop words or no lowercasing")
     if getattr(vec, "binary", False) or getattr(vec, "input", "content") != "content" or vec.norm not in (None, "l1", "l2"):
         raise ValueError("cannot reproduce a binary vectorizer, one that reads files, or another norm than l1/l2/none")
-    if not getattr(vec, "use_idf", True):
-        raise ValueError("cannot reproduce a vectorizer without idf weights")
     if np.dtype(vec.dtype) != np.float64:
         raise ValueError(f"cannot reproduce a vectorizer of dtype {np.dtype(vec.dtype)} (float64 only)")
     return {
@@ -54,7 +53,7 @@ def spec_from_vectorizer(vec) -> dict[str, Any]:
         "ngram_range": tuple(vec.ngram_range),
         "token_pattern": vec.token_pattern,
         "vocabulary": dict(vec.vocabulary_),
-        "idf": np.asarray(vec.idf_, dtype=np.float64),
+        "idf": np.asarray(vec.idf_, dtype=np.float64) if vec.use_idf else None,
         "sublinear_tf": bool(vec.sublinear_tf),
         "norm": vec.norm,
     }
@@ -91,7 +90,7 @@ class TfidfBlock:
 
     def __init__(self, spec: dict[str, Any]) -> None:
         self.vocabulary: dict[str, int] = spec["vocabulary"]
-        self.idf: np.ndarray = spec["idf"]
+        self.idf: np.ndarray | None = spec["idf"]
         self.sublinear_tf: bool = spec["sublinear_tf"]
         self.norm = spec["norm"]
         self.n_features = len(self.vocabulary)
@@ -151,7 +150,8 @@ class TfidfBlock:
             return idx, w
         if self.sublinear_tf:
             w = np.log(w) + 1.0
-        w *= self.idf[idx]
+        if self.idf is not None:
+            w *= self.idf[idx]
         if self.norm == "l2":
             w /= np.sqrt(w @ w)
         elif self.norm == "l1":
@@ -185,7 +185,8 @@ class TfidfBlock:
         if self.sublinear_tf:
             np.log(x.data, x.data)
             x.data += 1.0
-        x.data *= self.idf[x.indices]
+        if self.idf is not None:
+            x.data *= self.idf[x.indices]
         if self.norm is not None:
             x = normalize(x, norm=self.norm, copy=False)
         return x

@@ -29,6 +29,7 @@ import numpy as np
 from agent_pipeline.lib.embeddings import EmbeddingModelError, embed_cached
 from agent_pipeline.lib.onnx_encoder import OnnxMiniLMEncoder, get_encoder
 from agent_pipeline.lib.router import FastLinearTextClassifier, TextClassifier
+from agent_pipeline.lib.textfeatures import union_blocks, union_transform
 
 
 class _LinearPart:
@@ -85,7 +86,8 @@ class AccurateClassifier:
         cache_dir: Path | None = None,
         precision: str = "int8",
     ) -> "AccurateClassifier":
-        """Fit on ``texts``; ``features`` is the fast tier's fitted TF-IDF FeatureUnion (reused as is).
+        """Fit on ``texts``; ``features`` is the fast tier's fitted TF-IDF FeatureUnion
+        (``TextClassifier.tfidf_features``, reused as is).
 
         With ``cache_dir``, embeddings go through ``embed_cached`` so unchanged texts are not
         embedded again on retraining. ``precision``: the encoder's weights, ``int8`` or ``float32``.
@@ -96,7 +98,8 @@ class AccurateClassifier:
         encoder = get_encoder(precision)
         embeddings = encoder.encode(texts) if cache_dir is None else embed_cached(texts, cache_dir, encoder)[0]
         clf = LogisticRegression(C=c, max_iter=max_iter, tol=tol, random_state=seed)
-        clf.fit(_stack(features.transform(texts), embeddings, embedding_weight), list(labels))
+        sparse = union_transform(union_blocks(features), texts)  # = features.transform(texts), bit for bit
+        clf.fit(_stack(sparse, embeddings, embedding_weight), list(labels))
         return cls(features, clf, embedding_weight, encoder)
 
     @property

@@ -24,7 +24,8 @@ HOSTILE = [
 def _fit(analyzer: str, **kw) -> TfidfVectorizer:
     kw.setdefault("ngram_range", (2, 5) if analyzer == "char_wb" else (1, 2))
     corpus = HOSTILE + ["transfer money to savings", "what is my balance", "οδος σας", "istanbul ışık"]
-    return TfidfVectorizer(analyzer=analyzer, sublinear_tf=True, **kw).fit(corpus)
+    kw.setdefault("sublinear_tf", True)
+    return TfidfVectorizer(analyzer=analyzer, **kw).fit(corpus)
 
 
 def _assert_same_matrix(got, want) -> None:
@@ -35,8 +36,11 @@ def _assert_same_matrix(got, want) -> None:
 
 @pytest.mark.parametrize("analyzer", ["word", "char_wb"])
 @pytest.mark.parametrize("norm", ["l2", "l1", None])
-def test_block_transform_equals_the_vectorizer_on_hostile_text(analyzer, norm):
-    vec = _fit(analyzer, norm=norm)
+@pytest.mark.parametrize("use_idf", [True, False])
+@pytest.mark.parametrize("sublinear_tf", [True, False])
+def test_block_transform_equals_the_vectorizer_on_hostile_text(analyzer, norm, use_idf, sublinear_tf):
+    """Every supported setting, down to plain counts (no idf, no norm, raw tf)."""
+    vec = _fit(analyzer, norm=norm, use_idf=use_idf, sublinear_tf=sublinear_tf)
     block = TfidfBlock.from_vectorizer(vec)
     texts = HOSTILE + [t.upper() for t in HOSTILE] + [" ".join(reversed(HOSTILE))]
     _assert_same_matrix(block.transform(texts), vec.transform(texts))
@@ -116,8 +120,7 @@ def test_what_cannot_be_reproduced_is_refused_and_dense_blocks_use_their_own_tra
 
     plain = _fit("char_wb")
     other = [_fit("char", ngram_range=(1, 3)), _fit("word", stop_words=["to"]), _fit("word", binary=True),
-             _fit("char_wb", strip_accents="unicode"), _fit("word", lowercase=False), _fit("word", dtype=np.float32),
-             _fit("word", use_idf=False)]
+             _fit("char_wb", strip_accents="unicode"), _fit("word", lowercase=False), _fit("word", dtype=np.float32)]
     for vec in other:
         with pytest.raises(ValueError, match="cannot reproduce"):
             textfeatures.spec_from_vectorizer(vec)
@@ -136,8 +139,9 @@ def test_what_cannot_be_reproduced_is_refused_and_dense_blocks_use_their_own_tra
 
 
 @pytest.mark.parametrize("norm", ["l2", "l1", None])
-def test_single_text_weights_equal_the_batch_row(norm):
-    vec = _fit("char_wb", norm=norm)
+@pytest.mark.parametrize("use_idf", [True, False])
+def test_single_text_weights_equal_the_batch_row(norm, use_idf):
+    vec = _fit("char_wb", norm=norm, use_idf=use_idf)
     block = TfidfBlock.from_vectorizer(vec)
     for text in HOSTILE:
         row = vec.transform([text])

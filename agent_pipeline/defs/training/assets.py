@@ -59,6 +59,10 @@ def router_candidate(
         router,
         params={
             "tier": train_settings.tier,
+            "fast_model": train_settings.fast_model,
+            **({"svm_C": train_settings.svm_c, "svm_temperature": train_settings.svm_temperature,
+                "nb_alpha": train_settings.nb_alpha, "nb_weight": train_settings.nb_weight,
+                "nb_temperature": train_settings.nb_temperature} if train_settings.fast_model == "svm_nb" else {}),
             "C": train_settings.c,
             "max_iter": train_settings.max_iter,
             "seed": train_settings.seed,
