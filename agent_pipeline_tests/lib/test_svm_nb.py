@@ -93,3 +93,18 @@ def test_nb_features_must_name_trailing_columns():
         SvmNbBlend(nb_features=0).fit(x, ["a", "b", "c"] * 2)
     two = SvmNbBlend(nb_features=2, random_state=0).fit(x, ["a", "b"] * 3)  # binary: two symmetric rows
     assert two.coef_.shape == (2, 4) and np.allclose(two.predict_proba(x).sum(1), 1.0)
+
+
+def test_serving_bundle_runs_the_blend_with_its_counts_block(data, fast, tmp_path):
+    """The bundle stores the counts block (no idf, no norm) like any other and routes the same."""
+    from agent_pipeline.lib import serving
+    from agent_pipeline.lib.router import Router
+
+    _, val = data
+    agents = load_agent_registry(settings.DEFAULT_AGENTS_CONFIG)
+    router = Router(fast, agents, [], threshold=0.3)
+    bundle = serving.load(serving.export(router, "agent-router", "3", tmp_path / "champion.pkl"))
+    for text in val["text"].tolist()[:80] + ["", "transfer   money\tnow"]:
+        want, got = router.route(text).to_dict(), bundle.route(text)
+        assert abs(want.pop("confidence") - got.pop("confidence")) < 1e-12, text
+        assert got == want, text
