@@ -30,8 +30,9 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run, not a reference)")
     p.add_argument("--only", nargs="*", choices=sections.SECTIONS, default=None)
-    p.add_argument("--tiers", nargs="*", choices=("fast", "accurate", "cascade"), default=None,
-                   help="router tiers to measure (default: every tier that is installed)")
+    p.add_argument("--tiers", nargs="*", choices=("fast", "fast_svm_nb", "accurate", "cascade"), default=None,
+                   help="router tiers to measure (default: every tier that is installed); fast_svm_nb is the "
+                        "fast tier with fast_model: svm_nb")
     p.add_argument("--out", default=str(HERE / "results"))
     p.add_argument("--no-check", action="store_true", help="do not compare with bench/baseline.json")
     p.add_argument("--update-baseline", action="store_true", help="write this run's ratios as the new baseline")
