@@ -60,7 +60,7 @@ def tiers_available() -> list[str]:
 
 
 # Router variants measured besides the configured tiers: name -> classifier settings on top of the config.
-VARIANTS = {"fast_svm_nb": {"tier": "fast", "fast_model": "svm_nb", "cascade_threshold": 0.95}}
+VARIANTS = {"fast_svm_nb": {"tier": "fast", "fast_model": "svm_nb"}}
 
 
 def trained_router(tier: str):

@@ -11,9 +11,11 @@ A decision is made in this order, and the same text always gets the same decisio
    agent in the registry (``no_agent``). Otherwise the **agent map** gives the route.
 
 The classifier is TF-IDF (word 1-2 grams + char_wb 2-5 grams, sublinear tf) into a multinomial
-LogisticRegression. ``FastLinearTextClassifier`` holds both prediction paths: batches build the
-fitted union's exact feature matrix with ``lib/textfeatures.py`` (bit for bit, 2.5x faster than
-the vectorizers' own ``transform``) for the LogisticRegression; a single request takes a
+LogisticRegression (``classifier.fast_model: svm_nb``, opt-in: a LinearSVC + MultinomialNB blend
+over the same features plus raw char_wb counts, ``lib/svm_nb.py``; also one linear model).
+``FastLinearTextClassifier`` holds both prediction paths: batches build the fitted union's exact
+feature matrix with ``lib/textfeatures.py`` (bit for bit, 2.5x faster than the vectorizers' own
+``transform``) for the linear model; a single request takes a
 hand-written path (vocabulary indices from the same per-word memo, a sparse dot with the
 coefficients, a softmax) that gives the same probabilities as ``predict_proba`` at a fraction of
 the per-call overhead. A positive (opt-in)
@@ -103,7 +105,7 @@ class Decision:
 
 
 class FastLinearTextClassifier:
-    """Both fast paths of a fitted ``FeatureUnion(TfidfVectorizer...) -> LogisticRegression``.
+    """Both fast paths of a fitted ``FeatureUnion(TfidfVectorizer...) -> linear model`` (``coef_``, ``intercept_``, softmax).
 
     ``transform(texts)`` is the union's ``transform`` through ``lib/textfeatures.py`` (the same
     matrix, bit for bit, about 2.5x faster on a batch). ``predict_proba_one(text)`` is the
@@ -177,7 +179,6 @@ class TextClassifier:
 
         from agent_pipeline.lib.svm_nb import SvmNbBlend
 
-        texts, labels = list(texts), list(labels)
         blocks = [
             ("word", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, dtype=np.float64)),
             ("char", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2, dtype=np.float64)),
@@ -420,9 +421,10 @@ class TrainSettings:
             )
         if self.fast_model not in FAST_MODELS:
             raise ConfigError(f"router config: classifier.fast_model '{self.fast_model}' is not one of {', '.join(FAST_MODELS)}")
-        for name in ("svm_c", "svm_temperature", "nb_alpha", "nb_temperature"):
+        for name, key in (("svm_c", "svm_C"), ("svm_temperature", "svm_temperature"), ("nb_alpha", "nb_alpha"),
+                          ("nb_temperature", "nb_temperature")):
             if not getattr(self, name) > 0:
-                raise ConfigError(f"router config: classifier.{name} must be > 0, got {getattr(self, name)}")
+                raise ConfigError(f"router config: classifier.{key} must be > 0, got {getattr(self, name)}")
         if not 0 <= self.nb_weight <= 1:
             raise ConfigError(f"router config: classifier.nb_weight must be in [0, 1], got {self.nb_weight}")
         if self.static_embedding_weight < 0:
@@ -537,5 +539,5 @@ def train_router(
         "val_label_accuracy": float(at["label_accuracy"]),
         "threshold_curve": curve,
     }
-    info = {"n_train": int(len(train)), "seed": settings.seed, "fast_model": settings.fast_model}
+    info = {"n_train": int(len(train)), "seed": settings.seed, "C": settings.c, "fast_model": settings.fast_model}
     return Router(clf, registry, rules, threshold, projection, info), report

@@ -24,7 +24,11 @@ import numpy as np
 
 from agent_pipeline.lib.textfeatures import TfidfBlock, spec_from_vectorizer
 
-FORMAT_VERSION = 1
+# 2: a block may be plain counts ("idf": None; fast_model svm_nb). A router without such a block
+# is still written as 1, which every version reads; a reader that knows only 1 refuses a 2 at
+# load time, so the CLI falls back to the registry instead of failing on the first request.
+FORMAT_VERSION = 2
+FORMATS_READ = (1, 2)
 
 
 def linear_proba(text: str, parts, intercept: np.ndarray) -> np.ndarray:
@@ -64,8 +68,9 @@ def export(router, model_name: str, version: str, path: Path, tracking_uri: str 
         Path(path).unlink(missing_ok=True)
         return None
     lr = clf.pipeline.named_steps["clf"]
+    specs = [spec_from_vectorizer(vec) for _, vec in features.transformer_list]
     bundle = {
-        "format": FORMAT_VERSION,
+        "format": FORMAT_VERSION if any(spec["idf"] is None for spec in specs) else 1,
         "model_name": model_name,
         "tracking_uri": tracking_uri,
         "version": str(version),
@@ -73,7 +78,7 @@ def export(router, model_name: str, version: str, path: Path, tracking_uri: str 
         "classes": [str(c) for c in lr.classes_],
         "coef_t": np.ascontiguousarray(lr.coef_.T, dtype=np.float64),
         "intercept": np.asarray(lr.intercept_, dtype=np.float64),
-        "vectorizers": [spec_from_vectorizer(vec) for _, vec in features.transformer_list],
+        "vectorizers": specs,
         "rules": [{"name": r.name, "patterns": list(r.patterns), "label": r.label} for r in router.rules],
         "label_to_agent": dict(router.registry.label_to_agent),
         "fallback_agent": router.registry.fallback_agent,
@@ -91,8 +96,10 @@ class ServingRouter:
     """Routes one text exactly like ``Router.route`` of the exported version."""
 
     def __init__(self, bundle: dict[str, Any]) -> None:
-        if bundle.get("format") != FORMAT_VERSION:
-            raise ValueError(f"serving bundle format {bundle.get('format')} is not {FORMAT_VERSION}; re-promote to rebuild it")
+        if bundle.get("format") not in FORMATS_READ:
+            raise ValueError(
+                f"serving bundle format {bundle.get('format')} is not one of {FORMATS_READ}; re-promote to rebuild it"
+            )
         self.model_name = bundle["model_name"]
         self.tracking_uri = bundle.get("tracking_uri", "")
         self.version = bundle["version"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -147,6 +149,7 @@ def test_serving_bundle_routes_exactly_like_the_router(trained, tmp_path):
 
     router, _, val = trained
     path = serving.export(router, "agent-router", "7", tmp_path / "champion.pkl")
+    assert pickle.loads(path.read_bytes())["format"] == 1  # TF-IDF blocks only: readable by every version
     fast = serving.load(path)
     assert (fast.model_name, fast.version) == ("agent-router", "7")
     texts = val["text"].tolist() + ["Generate contract summary", "What is the weather today?", "  Two   spaces\tand TAB ", ""]

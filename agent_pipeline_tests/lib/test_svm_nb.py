@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import replace
 
 import numpy as np
@@ -83,7 +84,7 @@ def test_fast_model_settings_are_read_and_checked():
         TrainSettings.from_config({"classifier": {"fast_model": "forest"}})
     with pytest.raises(ConfigError, match="classifier.nb_weight must be in"):
         TrainSettings.from_config({"classifier": {"nb_weight": 1.5}})
-    with pytest.raises(ConfigError, match="classifier.svm_c must be > 0"):
+    with pytest.raises(ConfigError, match="classifier.svm_C must be > 0"):
         TrainSettings.from_config({"classifier": {"svm_C": 0}})
 
 
@@ -103,8 +104,39 @@ def test_serving_bundle_runs_the_blend_with_its_counts_block(data, fast, tmp_pat
     _, val = data
     agents = load_agent_registry(settings.DEFAULT_AGENTS_CONFIG)
     router = Router(fast, agents, [], threshold=0.3)
-    bundle = serving.load(serving.export(router, "agent-router", "3", tmp_path / "champion.pkl"))
+    path = serving.export(router, "agent-router", "3", tmp_path / "champion.pkl")
+    assert pickle.loads(path.read_bytes())["format"] == 2  # a reader that knows only format 1 refuses it at load
+    bundle = serving.load(path)
     for text in val["text"].tolist()[:80] + ["", "transfer   money\tnow"]:
         want, got = router.route(text).to_dict(), bundle.route(text)
         assert abs(want.pop("confidence") - got.pop("confidence")) < 1e-12, text
         assert got == want, text
+
+
+def test_cascade_with_svm_nb_builds_accurate_on_tfidf_only_and_reloads(tmp_path):
+    """accurate never sees the NB counts: fit, both paths and a pickle round trip."""
+    import io
+
+    import joblib
+
+    from agent_pipeline.lib.router import rules_from_config, train_router
+
+    agents = load_agent_registry(settings.DEFAULT_AGENTS_CONFIG)
+    raw = load_yaml(settings.DEFAULT_ROUTER_CONFIG, "router config")
+    pick = lambda df, n: df[df["domain"].isin(("banking", "utility", "oos"))].groupby("label", group_keys=False).head(n)  # noqa: E731
+    train = pick(load_dataset(settings.DEFAULT_TRAIN_DATA, agents), 10)
+    val = pick(load_dataset(settings.DEFAULT_VALIDATION_DATA, agents), 3)
+    st = replace(TrainSettings.from_config(raw), tier="cascade", fast_model="svm_nb", cascade_threshold=0.95, max_iter=100)
+    router, _ = train_router(train, val, agents, rules_from_config(raw, agents), st, tmp_path / "embeddings")
+    cascade = router.classifier
+    assert [n for n, _ in cascade.fast.pipeline.named_steps["features"].transformer_list] == ["word", "char", COUNTS_BLOCK]
+    assert [n for n, _ in cascade.accurate.features.transformer_list] == ["word", "char"]
+    n_tfidf = sum(len(t.vocabulary_) for _, t in cascade.accurate.features.transformer_list)
+    assert cascade.accurate.clf.coef_.shape[1] == n_tfidf + int(cascade.accurate.embedding["dim"])
+    texts = val["text"].tolist()[:40] + ["", "transfer 100 dollars to savings"]
+    batch = cascade.predict_proba(texts)
+    np.testing.assert_allclose(np.vstack([cascade.predict_proba_one(t) for t in texts]), batch, rtol=0, atol=1e-5)
+    buf = io.BytesIO()
+    joblib.dump(router, buf)
+    buf.seek(0)
+    np.testing.assert_array_equal(joblib.load(buf).classifier.predict_proba(texts), batch)
