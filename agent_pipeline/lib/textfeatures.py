@@ -85,6 +85,24 @@ def word_grams(tokens: list[str], min_n: int, max_n: int) -> list[str]:
     return grams
 
 
+class WordMemo:
+    """Raw word -> vocabulary indices of its ``char_wb`` n-grams, bounded (``MEMO_*``); shared by
+    blocks that cut the same n-grams from the same vocabulary."""
+
+    def __init__(self) -> None:
+        self.words: dict[str, tuple[int, ...]] = {}
+        self.indices = 0  # stored indices, summed over the words
+
+    def put(self, word: str, found: tuple[int, ...]) -> None:
+        if len(word) > MEMO_WORD_CHARS:
+            return
+        if len(self.words) >= MEMO_WORDS or self.indices >= MEMO_INDICES:
+            self.words.clear()  # a race with another thread only clears it early
+            self.indices = 0
+        self.words[word] = found
+        self.indices += len(found)
+
+
 class TfidfBlock:
     """One fitted TF-IDF vectorizer: ``indices(text)`` for one text, ``transform(texts)`` for many."""
 
@@ -97,8 +115,7 @@ class TfidfBlock:
         self.min_n, self.max_n = spec["ngram_range"]
         self.char_wb = spec["analyzer"] == "char_wb"
         self._token_re = None if self.char_wb else re.compile(spec["token_pattern"])
-        self._memo: dict[str, tuple[int, ...]] = {}
-        self._memo_indices = 0
+        self._memo = WordMemo()
 
     @classmethod
     def from_vectorizer(cls, vec) -> "TfidfBlock":
@@ -108,17 +125,20 @@ class TfidfBlock:
 
     def _word_indices(self, word: str) -> tuple[int, ...]:
         """Vocabulary indices of one raw word's ``char_wb`` n-grams (repeats kept), memoised."""
-        found = self._memo.get(word)
+        found = self._memo.words.get(word)
         if found is None:
             get = self.vocabulary.get
             found = tuple(j for j in map(get, char_wb_grams(word.lower(), self.min_n, self.max_n)) if j is not None)
-            if len(word) <= MEMO_WORD_CHARS:
-                if len(self._memo) >= MEMO_WORDS or self._memo_indices >= MEMO_INDICES:
-                    self._memo.clear()  # a race with another thread only clears it early
-                    self._memo_indices = 0
-                self._memo[word] = found
-                self._memo_indices += len(found)
+            self._memo.put(word, found)
         return found
+
+    def same_ngrams(self, other: "TfidfBlock") -> bool:
+        """True when both blocks cut the same ``char_wb`` n-grams into the same indices (e.g. the
+        char TF-IDF block and ``fast_model: svm_nb``'s counts block), so they can share a memo."""
+        return (
+            self.char_wb and other.char_wb and (self.min_n, self.max_n) == (other.min_n, other.max_n)
+            and self.vocabulary == other.vocabulary
+        )
 
     def indices(self, text: str) -> list[int]:
         """Vocabulary indices of the n-grams of ``text``, in the analyzer's order, repeats kept.
@@ -210,7 +230,12 @@ def union_blocks(features) -> list:
     for name, vec in features.transformer_list:
         if isinstance(vec, str) or not hasattr(vec, "transform"):
             raise ValueError(f"cannot reproduce FeatureUnion entry {name!r} ({vec!r})")
-        blocks.append(TfidfBlock.from_vectorizer(vec) if hasattr(vec, "vocabulary_") else vec)
+        block = TfidfBlock.from_vectorizer(vec) if hasattr(vec, "vocabulary_") else vec
+        if isinstance(block, TfidfBlock):
+            twin = next((b for b in blocks if isinstance(b, TfidfBlock) and b.same_ngrams(block)), None)
+            if twin is not None:
+                block._memo = twin._memo  # n-grams of a word are cut once for both
+        blocks.append(block)
     return blocks
 
 

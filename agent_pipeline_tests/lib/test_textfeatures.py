@@ -81,7 +81,7 @@ def test_memo_is_bounded_and_never_changes_results(monkeypatch):
     monkeypatch.setattr(textfeatures, "MEMO_WORDS", 64)
     block = TfidfBlock.from_vectorizer(vec)
     _assert_same_matrix(block.transform(texts), want)
-    assert len(block._memo) <= 64
+    assert len(block._memo.words) <= 64
 
 
 def test_memo_memory_stays_bounded_on_hostile_words():
@@ -100,8 +100,8 @@ def test_memo_memory_stays_bounded_on_hostile_words():
         block.transform([" ".join(short_words[i : i + 1000])])
     retained, _ = tracemalloc.get_traced_memory()  # what is still held: the memo
     tracemalloc.stop()
-    assert not any(w in block._memo for w in long_words)
-    assert block._memo_indices <= textfeatures.MEMO_INDICES + 4 * textfeatures.MEMO_WORD_CHARS
+    assert not any(w in block._memo.words for w in long_words)
+    assert block._memo.indices <= textfeatures.MEMO_INDICES + 4 * textfeatures.MEMO_WORD_CHARS
     assert retained < 20 * 2**20, retained
     _assert_same_matrix(block.transform(long_words[:3]), vec.transform(long_words[:3]))
 
@@ -149,3 +149,18 @@ def test_single_text_weights_equal_the_batch_row(norm, use_idf):
         order = np.argsort(idx)
         np.testing.assert_array_equal(idx[order], row.indices)
         np.testing.assert_allclose(w[order], row.data, rtol=0, atol=1e-15)
+
+
+def test_blocks_with_the_same_ngrams_share_one_memo_and_stay_exact():
+    """fast_model svm_nb's counts block cuts the char block's n-grams: once, for both."""
+    from sklearn.pipeline import FeatureUnion
+
+    corpus = HOSTILE + ["transfer money to savings", "what is my balance"]
+    tfidf = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True).fit(corpus)
+    counts = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), use_idf=False, norm=None).fit(corpus)
+    other = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4)).fit(corpus)
+    union = FeatureUnion([("char", tfidf), ("counts", counts), ("short", other), ("word", _fit("word"))])
+    blocks = union_blocks(union)
+    assert blocks[0]._memo is blocks[1]._memo
+    assert blocks[2]._memo is not blocks[0]._memo and blocks[3]._memo is not blocks[0]._memo
+    _assert_same_matrix(union_transform(blocks, HOSTILE), union.transform(HOSTILE))
