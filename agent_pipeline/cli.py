@@ -14,8 +14,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -26,8 +27,8 @@ class UserError(Exception):
 
 
 def _registry(args):
-    from agent_pipeline.lib.registry import ModelRegistry
-    from agent_pipeline.lib.settings import pipeline_home
+    from agent_pipeline.lib.core.settings import pipeline_home
+    from agent_pipeline.lib.registry.models import ModelRegistry
 
     return ModelRegistry(model_name=_model_name(args), home=pipeline_home())
 
@@ -35,7 +36,7 @@ def _registry(args):
 def _model_name(args) -> str:
     import os
 
-    from agent_pipeline.lib.settings import DEFAULT_MODEL_NAME
+    from agent_pipeline.lib.core.settings import DEFAULT_MODEL_NAME
 
     return args.model_name or os.environ.get("AGENT_PIPELINE_MODEL_NAME") or DEFAULT_MODEL_NAME
 
@@ -68,8 +69,8 @@ def _serving_router(args):
     """The champion's serving bundle, when the default champion is asked for and one exists."""
     if args.version or args.alias:
         return None
-    from agent_pipeline.lib import serving
-    from agent_pipeline.lib.settings import default_tracking_uri, pipeline_home
+    from agent_pipeline.lib.core.settings import default_tracking_uri, pipeline_home
+    from agent_pipeline.lib.serving import bundle as serving
 
     path = serving.bundle_path(pipeline_home())
     if not path.is_file():
@@ -119,10 +120,11 @@ def cmd_route(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from agent_pipeline.lib import evaluation, expectations
-    from agent_pipeline.lib.datasets import DatasetError, load_dataset
-    from agent_pipeline.lib.registry_config import load_agent_registry
-    from agent_pipeline.lib.settings import DEFAULT_AGENTS_CONFIG, env_path
+    from agent_pipeline.lib.core.settings import DEFAULT_AGENTS_CONFIG, env_path
+    from agent_pipeline.lib.data import expectations
+    from agent_pipeline.lib.data.datasets import DatasetError, load_dataset
+    from agent_pipeline.lib.evaluation import runs as evaluation
+    from agent_pipeline.lib.router.agents import load_agent_registry
 
     agents = load_agent_registry(env_path("AGENT_PIPELINE_AGENTS_CONFIG", DEFAULT_AGENTS_CONFIG))
     try:
@@ -130,7 +132,10 @@ def cmd_evaluate(args) -> int:
     except DatasetError as exc:
         raise UserError(str(exc)) from exc
     report = expectations.validate_dataset(
-        df, dataset=Path(args.dataset).name, source=str(args.dataset), known_labels=agents.known_labels,
+        df,
+        dataset=Path(args.dataset).name,
+        source=str(args.dataset),
+        known_labels=agents.known_labels,
         known_routes=agents.routes,
     )
     if not report.passed:
@@ -140,7 +145,15 @@ def cmd_evaluate(args) -> int:
     ev = evaluation.evaluate(model, {Path(args.dataset).stem: df}, version=model.version, measure_latency=False)
     if args.out:
         evaluation.save(ev, Path(args.out))
-    headline = ("n", "label_accuracy", "in_scope_accuracy", "fallback_recall", "fallback_precision", "route_accuracy", "macro_f1")
+    headline = (
+        "n",
+        "label_accuracy",
+        "in_scope_accuracy",
+        "fallback_recall",
+        "fallback_precision",
+        "route_accuracy",
+        "macro_f1",
+    )
     out = {k: ev.metrics.get(k) for k in headline}
     out.update({"model_version": model.version, "dataset": str(args.dataset), "fingerprint": ev.fingerprint})
     out.update({k: v for k, v in ev.metrics.items() if k not in out})
@@ -151,8 +164,8 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_status(args) -> int:
-    from agent_pipeline.lib import evaluation
-    from agent_pipeline.lib.registry import CANDIDATE, CHAMPION, PREVIOUS_CHAMPION, read_audit
+    from agent_pipeline.lib.evaluation import runs as evaluation
+    from agent_pipeline.lib.registry.models import CANDIDATE, CHAMPION, PREVIOUS_CHAMPION, read_audit
 
     store = _registry(args)
     aliases = {a: store.alias_version(a) for a in (CHAMPION, PREVIOUS_CHAMPION, CANDIDATE)}
@@ -160,16 +173,25 @@ def cmd_status(args) -> int:
     for alias in (CHAMPION, CANDIDATE):
         v = aliases[alias]
         # The gates ran on the candidate evaluation; the champion's latest is the nightly one.
-        ev = evaluation.latest_evaluation(store.home, v, "champion" if alias == CHAMPION else "candidate") if v else None
+        ev = (
+            evaluation.latest_evaluation(store.home, v, "champion" if alias == CHAMPION else "candidate") if v else None
+        )
         if ev is None and v:
             ev = evaluation.latest_evaluation(store.home, v)
-        out[f"{alias}_evaluation"] = None if ev is None else {
-            "evaluation_id": ev.evaluation_id, "path": str(ev.path),
-            **{k: ev.metrics.get(k) for k in ("n", "route_accuracy", "in_scope_accuracy", "fallback_recall")},
-            "gates": store.gate_results(v, ev.evaluation_id),
-        }
+        out[f"{alias}_evaluation"] = (
+            None
+            if ev is None
+            else {
+                "evaluation_id": ev.evaluation_id,
+                "path": str(ev.path),
+                **{k: ev.metrics.get(k) for k in ("n", "route_accuracy", "in_scope_accuracy", "fallback_recall")},
+                "gates": store.gate_results(v, ev.evaluation_id),
+            }
+        )
     found = evaluation.load_baseline(store.home)
-    out["baseline"] = None if found is None else {k: found[1][k] for k in ("version", "evaluation_id", "blessed_by", "blessed_at")}
+    out["baseline"] = (
+        None if found is None else {k: found[1][k] for k in ("version", "evaluation_id", "blessed_by", "blessed_at")}
+    )
     audit = read_audit(store.home)
     out["last_actions"] = audit[-5:]
     lines = [f"model {store.model_name} ({store.tracking_uri})"]
@@ -183,7 +205,11 @@ def cmd_status(args) -> int:
                 f"in_scope {e['in_scope_accuracy']:.4f}, fallback_recall {e['fallback_recall']:.4f}; gates: {gates}"
             )
     b = out["baseline"]
-    lines.append(f"  baseline           v{b['version']} blessed by {b['blessed_by']} at {b['blessed_at']}" if b else "  baseline           -")
+    lines.append(
+        f"  baseline           v{b['version']} blessed by {b['blessed_by']} at {b['blessed_at']}"
+        if b
+        else "  baseline           -"
+    )
     for rec in out["last_actions"]:
         lines.append(f"  {rec['time']} {rec['action']} v{rec['version']} by {rec.get('user', '?')}")
     _print(out, args.json, lines)
@@ -191,28 +217,46 @@ def cmd_status(args) -> int:
 
 
 def cmd_bless(args) -> int:
-    from agent_pipeline.lib import evaluation
+    from agent_pipeline.lib.evaluation import runs as evaluation
 
     store = _registry(args)
     version = store.resolve(version=args.version) if args.version else store.resolve(alias="champion")
     info = evaluation.bless_latest(store.home, version, args.by, args.reason)
-    _print(info, args.json, [f"blessed v{info['version']} evaluation {info['evaluation_id']} as the baseline ({info['blessed_by']}, {info['blessed_at']})"])
+    _print(
+        info,
+        args.json,
+        [
+            f"blessed v{info['version']} evaluation {info['evaluation_id']} as the baseline ({info['blessed_by']}, {info['blessed_at']})"
+        ],
+    )
     return 0
 
 
 def cmd_rollback(args) -> int:
     store = _registry(args)
     rec = store.rollback(to_version=args.to, reason=args.reason)
-    _print(rec, args.json, [f"champion is now v{rec['version']} (was v{rec['previous_champion']}); recorded in the audit log"])
+    _print(
+        rec,
+        args.json,
+        [f"champion is now v{rec['version']} (was v{rec['previous_champion']}); recorded in the audit log"],
+    )
     return 0
 
 
 def cmd_history(args) -> int:
-    from agent_pipeline.lib.registry import read_audit
+    from agent_pipeline.lib.registry.models import read_audit
 
     store = _registry(args)
     audit = read_audit(store.home)
-    _print(audit, args.json, [f"{r['time']} {r['action']:<9} v{r['version']} (previous v{r.get('previous_champion')}) by {r.get('user')}" for r in audit] or ["no promotions yet"])
+    _print(
+        audit,
+        args.json,
+        [
+            f"{r['time']} {r['action']:<9} v{r['version']} (previous v{r.get('previous_champion')}) by {r.get('user')}"
+            for r in audit
+        ]
+        or ["no promotions yet"],
+    )
     return 0
 
 
@@ -220,7 +264,8 @@ def cmd_simulate_traffic(args) -> int:
     import time
     from datetime import date
 
-    from agent_pipeline.lib import settings, traffic
+    from agent_pipeline.lib.core import settings
+    from agent_pipeline.lib.monitoring import traffic
 
     try:
         start = date.fromisoformat(args.start)
@@ -234,16 +279,30 @@ def cmd_simulate_traffic(args) -> int:
         model = _load(args, store)
         t0 = time.perf_counter()
         paths = traffic.simulate(
-            model, pool, start=start, days=args.days, scenario=args.scenario, seed=args.seed,
-            rows_per_day=args.rows_per_day, review_share=args.review_share, landing=landing,
+            model,
+            pool,
+            start=start,
+            days=args.days,
+            scenario=args.scenario,
+            seed=args.seed,
+            rows_per_day=args.rows_per_day,
+            review_share=args.review_share,
+            landing=landing,
         )
     except traffic.TrafficError as exc:
         raise UserError(str(exc)) from exc
     seconds = time.perf_counter() - t0
     out = {
-        "files": [str(p) for p in paths], "landing": str(landing), "pool": str(pool_path), "scenario": args.scenario,
-        "seed": args.seed, "days": args.days, "rows_per_day": args.rows_per_day, "review_share": args.review_share,
-        "model_version": model.version, "seconds": round(seconds, 3),
+        "files": [str(p) for p in paths],
+        "landing": str(landing),
+        "pool": str(pool_path),
+        "scenario": args.scenario,
+        "seed": args.seed,
+        "days": args.days,
+        "rows_per_day": args.rows_per_day,
+        "review_share": args.review_share,
+        "model_version": model.version,
+        "seconds": round(seconds, 3),
     }
     lines = [
         f"routed {args.days * args.rows_per_day} '{args.scenario}' requests (seed {args.seed}) with "
@@ -256,7 +315,9 @@ def cmd_simulate_traffic(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="agent-pipeline", description=__doc__.splitlines()[0])
-    p.add_argument("--model-name", default=None, help="registered model name (default: $AGENT_PIPELINE_MODEL_NAME or agent-router)")
+    p.add_argument(
+        "--model-name", default=None, help="registered model name (default: $AGENT_PIPELINE_MODEL_NAME or agent-router)"
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     def version_args(sp):
@@ -316,7 +377,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     args = build_parser().parse_args(argv)
-    from agent_pipeline.lib.errors import ConfigError, DatasetError, RegistryError
+    from agent_pipeline.lib.core.errors import ConfigError, DatasetError, RegistryError
 
     try:
         return int(args.func(args) or 0)

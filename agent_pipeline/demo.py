@@ -30,10 +30,11 @@ import os
 import sys
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SEED = 20261125
@@ -143,7 +144,9 @@ class RunReport:
             if event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
                 ev = event.event_specific_data
                 checks.append(
-                    CheckOutcome(ev.asset_key.to_user_string(), ev.check_name, ev.passed, ev.severity.value, ev.description or "")
+                    CheckOutcome(
+                        ev.asset_key.to_user_string(), ev.check_name, ev.passed, ev.severity.value, ev.description or ""
+                    )
                 )
             elif event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
                 mat = entry.asset_materialization
@@ -154,7 +157,9 @@ class RunReport:
             elif event.event_type == dg.DagsterEventType.STEP_FAILURE:
                 error = event.step_failure_data.error
                 errors.append(
-                    (event.step_key, error.cls_name, error.message.strip()) if error else (event.step_key, "", str(event.message))
+                    (event.step_key, error.cls_name, error.message.strip())
+                    if error
+                    else (event.step_key, "", str(event.message))
                 )
         return cls(run_id, run.job_name, run.status.value, seconds, dict(run.tags), checks, materialized, errors)
 
@@ -265,7 +270,8 @@ class Orchestrator:
                 InstigatorType.SENSOR,
                 InstigatorStatus.DECLARED_IN_CODE,
                 SensorInstigatorData(
-                    min_interval=sensor.minimum_interval_seconds, last_sensor_start_timestamp=now,
+                    min_interval=sensor.minimum_interval_seconds,
+                    last_sensor_start_timestamp=now,
                     sensor_type=sensor.sensor_type,
                 ),
             )
@@ -273,13 +279,20 @@ class Orchestrator:
         previous = state.instigator_data
         tick = self.instance.create_tick(
             TickData(
-                instigator_origin_id=origin_id, instigator_name=name, instigator_type=InstigatorType.SENSOR,
-                status=TickStatus.STARTED, timestamp=now, selector_id=selector_id,
+                instigator_origin_id=origin_id,
+                instigator_name=name,
+                instigator_type=InstigatorType.SENSOR,
+                status=TickStatus.STARTED,
+                timestamp=now,
+                selector_id=selector_id,
             )
         )
         context = dg.build_sensor_context(
-            instance=self.instance, cursor=previous.cursor, sensor_name=name,
-            repository_def=self.defs.get_repository_def(), resources=self.defs.resources,
+            instance=self.instance,
+            cursor=previous.cursor,
+            sensor_name=name,
+            repository_def=self.defs.get_repository_def(),
+            resources=self.defs.resources,
             last_sensor_start_time=previous.last_sensor_start_timestamp,
         )
         try:
@@ -295,7 +308,9 @@ class Orchestrator:
             key = request.run_key
             if key and (
                 key in self._queued_keys(name)
-                or self.instance.get_runs(filters=dg.RunsFilter(tags={RUN_KEY_TAG: key, SENSOR_NAME_TAG: name}), limit=1)
+                or self.instance.get_runs(
+                    filters=dg.RunsFilter(tags={RUN_KEY_TAG: key, SENSOR_NAME_TAG: name}), limit=1
+                )
             ):
                 skipped.append(key)
                 continue
@@ -315,9 +330,13 @@ class Orchestrator:
         self.instance.update_instigator_state(
             state.with_data(
                 SensorInstigatorData(
-                    last_tick_timestamp=now, last_run_key=last_key, min_interval=sensor.minimum_interval_seconds,
-                    cursor=result.cursor, last_tick_start_timestamp=now,
-                    last_sensor_start_timestamp=previous.last_sensor_start_timestamp, sensor_type=sensor.sensor_type,
+                    last_tick_timestamp=now,
+                    last_run_key=last_key,
+                    min_interval=sensor.minimum_interval_seconds,
+                    cursor=result.cursor,
+                    last_tick_start_timestamp=now,
+                    last_sensor_start_timestamp=previous.last_sensor_start_timestamp,
+                    sensor_type=sensor.sensor_type,
                     last_tick_success_timestamp=time.time(),
                 )
             )
@@ -360,20 +379,29 @@ class Demo:
 
     # building blocks
     def champion(self):
-        from agent_pipeline.lib.registry import ModelRegistry
-        from agent_pipeline.lib.settings import DEFAULT_MODEL_NAME
+        from agent_pipeline.lib.core.settings import DEFAULT_MODEL_NAME
+        from agent_pipeline.lib.registry.models import ModelRegistry
 
-        store = ModelRegistry(model_name=os.environ.get("AGENT_PIPELINE_MODEL_NAME") or DEFAULT_MODEL_NAME, home=self.home)
+        store = ModelRegistry(
+            model_name=os.environ.get("AGENT_PIPELINE_MODEL_NAME") or DEFAULT_MODEL_NAME, home=self.home
+        )
         return store.load(alias="champion")
 
     def simulate(self, scenario: str, start: date) -> list[Path]:
-        from agent_pipeline.lib import settings, traffic
+        from agent_pipeline.lib.core import settings
+        from agent_pipeline.lib.monitoring import traffic
 
         model = self.champion()
         pool = traffic.read_pool(settings.env_path("AGENT_PIPELINE_TRAFFIC_POOL", settings.DEFAULT_TRAFFIC_POOL))
         paths = traffic.simulate(
-            model, pool, start=start, days=DAYS_PER_PHASE, scenario=scenario, seed=SEED,
-            rows_per_day=self.rows_per_day, landing=settings.landing_dir(self.home),
+            model,
+            pool,
+            start=start,
+            days=DAYS_PER_PHASE,
+            scenario=scenario,
+            seed=SEED,
+            rows_per_day=self.rows_per_day,
+            landing=settings.landing_dir(self.home),
         )
         for p in paths:
             self.landing_files[p.name[:10]] = p
@@ -390,7 +418,9 @@ class Demo:
         self.reports.append(report)
         trigger = report.tags.get(TRIGGER_TAG, "manual")
         partition = f" [{report.tags[PARTITION_TAG]}]" if PARTITION_TAG in report.tags else ""
-        self.event(f"run {report.short_id} {report.job}{partition} ({trigger}): {report.status} in {report.seconds:.1f} s")
+        self.event(
+            f"run {report.short_id} {report.job}{partition} ({trigger}): {report.status} in {report.seconds:.1f} s"
+        )
         for step, _, message in report.errors:
             self.detail(f"failed step {step}: {message.splitlines()[0][:300]}")
         return report
@@ -465,7 +495,7 @@ class Demo:
 
     # the story
     def run(self) -> int:
-        today = datetime.now(timezone.utc).date()
+        today = datetime.now(UTC).date()
         stable_start = today - timedelta(days=2 * DAYS_PER_PHASE)
         new_topic_start = today - timedelta(days=DAYS_PER_PHASE)
 
@@ -539,7 +569,9 @@ class Demo:
         for r in retrains:
             lines.append(f"retrain ({TRAIN_JOB}, run {r.short_id}): {r.seconds:.1f} s, {r.status}")
         first_drift = next((d for d in sorted(self.drift_by_day) if self.drift_by_day[d].get("drift_detected")), None)
-        promoted = next((r.materialized["champion_model"] for r in retrains if "champion_model" in r.materialized), None)
+        promoted = next(
+            (r.materialized["champion_model"] for r in retrains if "champion_model" in r.materialized), None
+        )
         if first_drift and first_drift in self.landing_files:
             landed = self.landing_files[first_drift].stat().st_mtime
             if promoted:
@@ -554,20 +586,28 @@ class Demo:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m agent_pipeline.demo", description=__doc__.splitlines()[0])
-    p.add_argument("--home", default=None, help="state folder to create (must be missing or empty); "
-                   "default: .agent_pipeline/demo-<UTC timestamp> in the repository")
-    p.add_argument("--rows-per-day", type=int, default=1000, help=f"simulated requests per day (at least {MIN_ROWS_PER_DAY})")
+    p.add_argument(
+        "--home",
+        default=None,
+        help="state folder to create (must be missing or empty); "
+        "default: .agent_pipeline/demo-<UTC timestamp> in the repository",
+    )
+    p.add_argument(
+        "--rows-per-day", type=int, default=1000, help=f"simulated requests per day (at least {MIN_ROWS_PER_DAY})"
+    )
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.rows_per_day < MIN_ROWS_PER_DAY:
-        print(f"error: --rows-per-day {args.rows_per_day}: a drift verdict needs at least {MIN_ROWS_PER_DAY} rows a day",
-              file=sys.stderr)
+        print(
+            f"error: --rows-per-day {args.rows_per_day}: a drift verdict needs at least {MIN_ROWS_PER_DAY} rows a day",
+            file=sys.stderr,
+        )
         return 2
     try:
-        home = fresh_home(args.home, datetime.now(timezone.utc))
+        home = fresh_home(args.home, datetime.now(UTC))
     except DemoError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

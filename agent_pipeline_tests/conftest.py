@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from agent_pipeline.lib import settings
+from agent_pipeline.lib.core import settings
 
 TRAIN_PER_LABEL = 40
 VAL_PER_LABEL = 6

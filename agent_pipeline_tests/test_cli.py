@@ -12,7 +12,7 @@ import json
 import shutil
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -20,13 +20,15 @@ import pandas as pd
 import pytest
 
 from agent_pipeline.definitions import defs
-from agent_pipeline.lib.registry import ModelRegistry
+from agent_pipeline.lib.registry.models import ModelRegistry
 from agent_pipeline_tests.conftest import subprocess_env
 
 BIN = Path(sys.executable).parent
-CLI = [shutil.which("agent-pipeline", path=str(BIN))] if shutil.which("agent-pipeline", path=str(BIN)) else [
-    sys.executable, "-m", "agent_pipeline.cli"
-]
+CLI = (
+    [shutil.which("agent-pipeline", path=str(BIN))]
+    if shutil.which("agent-pipeline", path=str(BIN))
+    else [sys.executable, "-m", "agent_pipeline.cli"]
+)
 ROUTE_KEYS = {"route", "agent", "label", "confidence", "fallback", "rule", "model_version"}
 EVALUATE_KEYS = {"n", "label_accuracy", "in_scope_accuracy", "fallback_recall", "fallback_precision", "route_accuracy"}
 
@@ -39,8 +41,9 @@ def home(small_inputs, tmp_path_factory) -> Path:
         for key, value in small_inputs.env(home).items():
             mp.setenv(key, value)
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        result = defs().resolve_job_def("train_and_promote_job").execute_in_process(instance=instance,
-                                                                                     raise_on_error=False)
+        result = (
+            defs().resolve_job_def("train_and_promote_job").execute_in_process(instance=instance, raise_on_error=False)
+        )
         assert result.success, "the lifecycle must promote v1 before the CLI can be tested"
     return home
 
@@ -151,11 +154,24 @@ def test_user_errors_are_one_line_and_exit_2(small_inputs, home, tmp_path, case)
 @pytest.mark.slow
 def test_dagster_cli_materializes_everything_for_a_quiet_day(small_inputs, tmp_path, monkeypatch):
     home = tmp_path / "home"
-    yesterday = (datetime.now(timezone.utc) - timedelta(days=1)).strftime("%Y-%m-%d")
+    yesterday = (datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%d")
     proc = subprocess.run(
-        [str(BIN / "dagster"), "asset", "materialize", "-m", "agent_pipeline.definitions", "--select", "*",
-         "--partition", yesterday],
-        env=subprocess_env(small_inputs, home), capture_output=True, text=True, timeout=600, check=False,
+        [
+            str(BIN / "dagster"),
+            "asset",
+            "materialize",
+            "-m",
+            "agent_pipeline.definitions",
+            "--select",
+            "*",
+            "--partition",
+            yesterday,
+        ],
+        env=subprocess_env(small_inputs, home),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "RUN_SUCCESS" in proc.stderr + proc.stdout

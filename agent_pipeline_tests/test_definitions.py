@@ -38,7 +38,13 @@ CHECKS = {
     "inference_log": {"traffic_received": False},
     "drift_report": {"no_drift_detected": False},
 }
-JOBS = {"train_and_promote_job", "champion_eval_job", "bless_baseline_job", "traffic_monitoring_job", "nightly_eval_job"}
+JOBS = {
+    "train_and_promote_job",
+    "champion_eval_job",
+    "bless_baseline_job",
+    "traffic_monitoring_job",
+    "nightly_eval_job",
+}
 RUNNING = dg.DefaultSensorStatus.RUNNING
 SENSORS = {
     "landing_files_sensor": (RUNNING, "traffic_monitoring_job"),
@@ -109,8 +115,13 @@ def test_train_and_promote_job_runs_datasets_to_champion_and_nothing_else(defs):
     job = defs.resolve_job_def("train_and_promote_job")
     selected = {k.to_user_string() for k in job.asset_layer.executable_asset_keys} & set(ASSET_GROUPS)
     assert selected == {
-        "training_examples", "validation_examples", "golden_eval_set", "synthetic_eval_set",
-        "router_candidate", "candidate_evaluation", "champion_model",
+        "training_examples",
+        "validation_examples",
+        "golden_eval_set",
+        "synthetic_eval_set",
+        "router_candidate",
+        "candidate_evaluation",
+        "champion_model",
     }
 
 

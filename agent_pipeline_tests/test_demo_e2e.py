@@ -20,8 +20,8 @@ import sys
 import dagster as dg
 import pytest
 
-from agent_pipeline.lib import settings
-from agent_pipeline.lib.registry import ModelRegistry, read_audit
+from agent_pipeline.lib.core import settings
+from agent_pipeline.lib.registry.models import ModelRegistry, read_audit
 from agent_pipeline_tests.conftest import subprocess_env
 
 # 20 % of requests are reviewed; at 800 a day each new-topic label collects more reviewed rows
@@ -51,7 +51,10 @@ def run_metadata(instance: dg.DagsterInstance, run_id: str, asset: str) -> dict:
 @pytest.mark.slow
 def test_new_topic_drift_retrains_once_and_promotes_v2(small_inputs, pipeline_env):
     home = pipeline_env
-    env = {**subprocess_env(small_inputs, home), "AGENT_PIPELINE_VALIDATION_DATA": str(settings.DEFAULT_VALIDATION_DATA)}
+    env = {
+        **subprocess_env(small_inputs, home),
+        "AGENT_PIPELINE_VALIDATION_DATA": str(settings.DEFAULT_VALIDATION_DATA),
+    }
     proc = subprocess.run(
         [sys.executable, "-m", "agent_pipeline.demo", "--home", str(home), "--rows-per-day", str(ROWS_PER_DAY)],
         env=env,

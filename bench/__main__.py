@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import sections
@@ -30,14 +30,22 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run, not a reference)")
     p.add_argument("--only", nargs="*", choices=sections.SECTIONS, default=None)
-    p.add_argument("--tiers", nargs="*", choices=("fast", "fast_svm_nb", "accurate", "cascade"), default=None,
-                   help="router tiers to measure (default: every tier that is installed); fast_svm_nb is the "
-                        "fast tier with fast_model: svm_nb")
+    p.add_argument(
+        "--tiers",
+        nargs="*",
+        choices=("fast", "fast_svm_nb", "accurate", "cascade"),
+        default=None,
+        help="router tiers to measure (default: every tier that is installed); fast_svm_nb is the "
+        "fast tier with fast_model: svm_nb",
+    )
     p.add_argument("--out", default=str(HERE / "results"))
     p.add_argument("--no-check", action="store_true", help="do not compare with bench/baseline.json")
     p.add_argument("--update-baseline", action="store_true", help="write this run's ratios as the new baseline")
-    p.add_argument("--baseline-from", metavar="RESULTS_JSON",
-                   help="write the baseline from an earlier run's results file (no measuring) and exit")
+    p.add_argument(
+        "--baseline-from",
+        metavar="RESULTS_JSON",
+        help="write the baseline from an earlier run's results file (no measuring) and exit",
+    )
     args = p.parse_args(argv)
     baseline_path = HERE / "baseline.json"
     if args.baseline_from:
@@ -49,11 +57,16 @@ def main(argv=None) -> int:
 
     sections.TIERS = args.tiers
     figures, context = sections.run_all(args.only or list(sections.SECTIONS), quick=args.quick)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    doc = {"date": stamp, "machine": sections.machine(), "quick": args.quick, "context": context,
-           "figures": [f.to_dict() for f in figures]}
+    doc = {
+        "date": stamp,
+        "machine": sections.machine(),
+        "quick": args.quick,
+        "context": context,
+        "figures": [f.to_dict() for f in figures],
+    }
     (out / f"{stamp}.json").write_text(json.dumps(doc, indent=2, default=str))
     md = render_markdown(doc)
     (out / f"{stamp}.md").write_text(md)
@@ -72,8 +85,11 @@ def main(argv=None) -> int:
 
 def write_baseline(path: Path, figures: list[dict]) -> None:
     """The gated figures' ratios, tolerances and directions, as ``bench/baseline.json``."""
-    baseline = {f["name"]: {"ratio": f["ratio"], "tolerance": f["tolerance"], "better": f["better"]}
-                for f in figures if f["gated"]}
+    baseline = {
+        f["name"]: {"ratio": f["ratio"], "tolerance": f["tolerance"], "better": f["better"]}
+        for f in figures
+        if f["gated"]
+    }
     path.write_text(json.dumps(baseline, indent=2, sort_keys=True) + "\n")
     print(f"wrote {path}")
 

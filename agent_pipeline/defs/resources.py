@@ -5,7 +5,6 @@ the binding) and otherwise to a default that works offline on a fresh checkout. 
 is listed in ``.env.example`` and the README.
 """
 
-
 import json
 import logging
 import os
@@ -14,10 +13,10 @@ from pathlib import Path
 
 import dagster as dg
 
-from agent_pipeline.lib import settings
-from agent_pipeline.lib.registry import ModelRegistry
-from agent_pipeline.lib.registry_config import AgentRegistry, load_agent_registry, load_yaml
-from agent_pipeline.lib.router import Rule, TrainSettings, rules_from_config
+from agent_pipeline.lib.core import settings
+from agent_pipeline.lib.registry.models import ModelRegistry
+from agent_pipeline.lib.router.agents import AgentRegistry, load_agent_registry, load_yaml
+from agent_pipeline.lib.router.model import Rule, TrainSettings, rules_from_config
 
 
 def env_or(name: str, default: str | int | float) -> dg.EnvVar | str | int | float:

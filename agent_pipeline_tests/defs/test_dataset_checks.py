@@ -19,7 +19,7 @@ import pytest
 from agent_pipeline.definitions import defs
 from agent_pipeline.defs.datasets import assets, checks
 from agent_pipeline.defs.resources import RouterFiles, StateFolder
-from agent_pipeline.lib.registry import ModelRegistry
+from agent_pipeline.lib.registry.models import ModelRegistry
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,9 @@ def golden_rows(small_inputs) -> pd.DataFrame:
 def training(small_inputs, tmp_path_factory) -> pd.DataFrame:
     """The training_examples asset's value for the small training file (no reviewed feedback)."""
     files = RouterFiles(train_path=str(small_inputs.train))
-    return assets.training_examples(dg.build_asset_context(), files=files, state=StateFolder(home=str(tmp_path_factory.mktemp("state")))).value
+    return assets.training_examples(
+        dg.build_asset_context(), files=files, state=StateFolder(home=str(tmp_path_factory.mktemp("state")))
+    ).value
 
 
 def write(df: pd.DataFrame, path: Path) -> Path:
@@ -103,7 +105,9 @@ def test_training_minimum_per_label_applies_to_training_only(tmp_path, small_inp
     thin = df.drop(df.index[df["label"] == thin_label][19:])
     path = write(thin, tmp_path / "train_thin.csv")
     files = RouterFiles(train_path=str(path))
-    frame = assets.training_examples(dg.build_asset_context(), files=files, state=StateFolder(home=str(tmp_path / "state"))).value
+    frame = assets.training_examples(
+        dg.build_asset_context(), files=files, state=StateFolder(home=str(tmp_path / "state"))
+    ).value
     result = checks.training_examples_expectations(files=files, dataset=frame)
     assert not result.passed
     assert f"{path}: enough_examples_per_label failed" in result.description
@@ -131,8 +135,9 @@ def test_golden_text_copied_from_training_fails_leakage_check(tmp_path, golden_r
     assert f"train_text={leaked!r}" in result.description
 
 
-def test_malformed_golden_file_stops_the_run_before_anything_downstream(pipeline_env, golden_rows, tmp_path,
-                                                                        monkeypatch):
+def test_malformed_golden_file_stops_the_run_before_anything_downstream(
+    pipeline_env, golden_rows, tmp_path, monkeypatch
+):
     df = golden_rows.copy()
     df.loc[5, "id"] = df.loc[0, "id"]
     df.loc[6, "label"] = "teleport_me"
@@ -142,17 +147,20 @@ def test_malformed_golden_file_stops_the_run_before_anything_downstream(pipeline
     # Everything but router_candidate: the gate sits before training would matter, and the
     # run stays seconds long. candidate_evaluation and champion_model are in the selection.
     selection = [
-        dg.AssetKey(k) for k in (
-            "training_examples", "validation_examples", "golden_eval_set", "synthetic_eval_set",
-            "candidate_evaluation", "champion_model",
+        dg.AssetKey(k)
+        for k in (
+            "training_examples",
+            "validation_examples",
+            "golden_eval_set",
+            "synthetic_eval_set",
+            "candidate_evaluation",
+            "champion_model",
         )
     ]
     with dg.instance_for_test() as instance:
         result = job.execute_in_process(instance=instance, asset_selection=selection, raise_on_error=False)
         assert not result.success
-        evaluations = {
-            (e.asset_key.to_user_string(), e.check_name): e for e in result.get_asset_check_evaluations()
-        }
+        evaluations = {(e.asset_key.to_user_string(), e.check_name): e for e in result.get_asset_check_evaluations()}
         golden = evaluations[("golden_eval_set", "passes_dataset_expectations")]
         assert not golden.passed
         assert f"{bad}: ids_unique failed" in golden.description

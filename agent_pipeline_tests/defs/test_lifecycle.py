@@ -31,8 +31,10 @@ import pytest
 import yaml
 
 from agent_pipeline.definitions import defs
-from agent_pipeline.lib import evaluation, monitoring, serving
-from agent_pipeline.lib.registry import CHAMPION, PREVIOUS_CHAMPION, ModelRegistry, read_audit
+from agent_pipeline.lib.evaluation import runs as evaluation
+from agent_pipeline.lib.monitoring import records as monitoring
+from agent_pipeline.lib.registry.models import CHAMPION, PREVIOUS_CHAMPION, ModelRegistry, read_audit
+from agent_pipeline.lib.serving import bundle as serving
 
 GATES = {"no_regression_vs_baseline", "critical_cases_pass", "routing_is_deterministic", "latency_within_slo"}
 DATASET_ASSETS = ("training_examples", "validation_examples", "golden_eval_set", "synthetic_eval_set")
@@ -52,7 +54,9 @@ class Chapter:
 
     def __post_init__(self) -> None:
         self.materialized = {e.asset_key.to_user_string() for e in self.result.get_asset_materialization_events()}
-        self.checks = {(e.asset_key.to_user_string(), e.check_name): e for e in self.result.get_asset_check_evaluations()}
+        self.checks = {
+            (e.asset_key.to_user_string(), e.check_name): e for e in self.result.get_asset_check_evaluations()
+        }
 
     def gate(self, name: str) -> dg.AssetCheckEvaluation:
         return self.checks[("candidate_evaluation", name)]

@@ -13,7 +13,7 @@ import logging
 import shutil
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
@@ -24,7 +24,7 @@ from agent_pipeline.definitions import defs
 from agent_pipeline.defs.monitoring import sensors
 from agent_pipeline.defs.resources import Alerts, RouterFiles, StateFolder
 
-TODAY = datetime.now(timezone.utc).date()
+TODAY = datetime.now(UTC).date()
 DAY1 = (TODAY - timedelta(days=3)).isoformat()
 DAY2 = (TODAY - timedelta(days=2)).isoformat()
 
@@ -83,7 +83,9 @@ def webhook():
 
 # -- landing_files_sensor ----------------------------------------------------------------------
 def landing_tick(instance, repo, home: Path) -> dg.SensorExecutionData:
-    ctx = dg.build_sensor_context(instance=instance, repository_def=repo, resources={"state": StateFolder(home=str(home))})
+    ctx = dg.build_sensor_context(
+        instance=instance, repository_def=repo, resources={"state": StateFolder(home=str(home))}
+    )
     return repo.get_sensor_def("landing_files_sensor").evaluate_tick(ctx)
 
 
@@ -105,9 +107,14 @@ def landing(tmp_path) -> Path:
     folder = tmp_path / "traffic" / "landing"
     folder.mkdir(parents=True)
     for name in (
-        f"{DAY1}.jsonl", f"{DAY2}-batch-b.jsonl",  # two days
-        "2024-12-31.jsonl", f"{TODAY + timedelta(days=5)}.jsonl",  # outside the partitions
-        "notes.txt", f"{DAY1}.json", f"x{DAY1}.jsonl", f".{DAY1}.jsonl",  # not landing files
+        f"{DAY1}.jsonl",
+        f"{DAY2}-batch-b.jsonl",  # two days
+        "2024-12-31.jsonl",
+        f"{TODAY + timedelta(days=5)}.jsonl",  # outside the partitions
+        "notes.txt",
+        f"{DAY1}.json",
+        f"x{DAY1}.jsonl",
+        f".{DAY1}.jsonl",  # not landing files
     ):
         (folder / name).write_text('{"request_id": "r1"}\n')
     return folder
@@ -141,8 +148,9 @@ def report_drift(instance, partition: str, drift: bool, features: str = "route, 
     metadata = {"drift_detected": drift, "reference_model_version": version}
     if drift:
         metadata["drifted_features"] = features
-    instance.report_runless_asset_event(dg.AssetMaterialization(asset_key="drift_report", partition=partition,
-                                                                metadata=metadata))
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(asset_key="drift_report", partition=partition, metadata=metadata)
+    )
 
 
 def drift_tick(instance, repo, cursor: str | None = None) -> dg.SensorExecutionData:
@@ -187,7 +195,9 @@ def test_drift_sensor_cools_down_after_a_drift_retrain(instance, repo):
     report_drift(instance, DAY2, drift=True, features="text_length")
     tick = drift_tick(instance, repo, first.cursor)
     assert tick.run_requests == []
-    assert tick.skip_message.startswith(f"drift_report {DAY2}: drift on text_length, but a drift retrain was requested ")
+    assert tick.skip_message.startswith(
+        f"drift_report {DAY2}: drift on text_length, but a drift retrain was requested "
+    )
     assert "(cooldown 360 min)" in tick.skip_message
 
 
@@ -203,8 +213,11 @@ def test_drift_sensor_retrains_again_once_the_cooldown_has_passed(instance, repo
 # -- eval_sets_changed_sensor ------------------------------------------------------------------
 def test_eval_sets_sensor_records_then_skips_then_runs_on_change(instance, repo, small_inputs, tmp_path):
     golden = Path(shutil.copy(small_inputs.golden, tmp_path / "golden.csv"))
-    files = RouterFiles(golden_path=str(golden), validation_path=str(small_inputs.validation),
-                        router_config=str(small_inputs.router_config))
+    files = RouterFiles(
+        golden_path=str(golden),
+        validation_path=str(small_inputs.validation),
+        router_config=str(small_inputs.router_config),
+    )
     sensor = repo.get_sensor_def("eval_sets_changed_sensor")
 
     def tick(cursor):
@@ -323,7 +336,7 @@ def test_run_failure_alert_posts_the_failed_run(instance, webhook):
 
 # -- nightly_eval_schedule ---------------------------------------------------------------------
 def test_nightly_schedule_evaluates_yesterday(instance, repo):
-    scheduled = datetime.combine(TODAY, datetime.min.time(), tzinfo=timezone.utc).replace(hour=2)
+    scheduled = datetime.combine(TODAY, datetime.min.time(), tzinfo=UTC).replace(hour=2)
     yesterday = (TODAY - timedelta(days=1)).isoformat()
     ctx = dg.build_schedule_context(instance=instance, repository_def=repo, scheduled_execution_time=scheduled)
     (request,) = repo.get_schedule_def("nightly_eval_schedule").evaluate_tick(ctx).run_requests

@@ -1,17 +1,16 @@
 """Dataset assets: training and validation splits, the golden set, the synthetic variants.
 
-Each asset loads its file in the project's dataset schema (``lib/datasets.py``), records a
+Each asset loads its file in the project's dataset schema (``lib/data/datasets.py``), records a
 content hash as its data version, and describes itself; the Great Expectations checks in
 ``checks.py`` judge it before anything downstream runs.
 """
-
 
 import dagster as dg
 import pandas as pd
 
 from agent_pipeline.defs.resources import RouterFiles, StateFolder
-from agent_pipeline.lib import datasets, feedback
-from agent_pipeline.lib.synthetic import generate_variants
+from agent_pipeline.lib.data import datasets, feedback
+from agent_pipeline.lib.data.synthetic import generate_variants
 
 OWNERS = ["team:ml-platform"]
 
@@ -28,9 +27,7 @@ def dataset_output(df: pd.DataFrame, source: str, extra: dict | None = None) -> 
         "n_fallback_expected": int((df.get("expected_route", pd.Series(dtype=str)) == "fallback").sum()),
         "n_critical": int(datasets.has_tag(df["tags"], "critical").sum()) if "tags" in df.columns else 0,
         "data_version": version,
-        "dagster/column_schema": dg.TableSchema(
-            columns=[dg.TableColumn(str(c), str(t)) for c, t in df.dtypes.items()]
-        ),
+        "dagster/column_schema": dg.TableSchema(columns=[dg.TableColumn(str(c), str(t)) for c, t in df.dtypes.items()]),
         "preview": dg.MetadataValue.md(df.head(10).to_markdown(index=False) if len(df) else "(empty)"),
         **(extra or {}),
     }
@@ -57,17 +54,23 @@ def training_examples(
     # training (and fail the no-leakage checks, blocking every retrain): it stays out.
     eval_texts = set()
     for path in (files.validation_path, files.golden_path):
-        eval_texts |= set(feedback.normalized(datasets.read_dataset(path).get("text", pd.Series(dtype=str)).astype(str)))
+        eval_texts |= set(
+            feedback.normalized(datasets.read_dataset(path).get("text", pd.Series(dtype=str)).astype(str))
+        )
     in_eval = feedback.normalized(reviewed["text"].astype(str)).isin(eval_texts)
     n_in_eval = int(in_eval.sum())
     reviewed = reviewed[~in_eval.to_numpy()]
     counts = reviewed["label"].value_counts()
-    thin = [lab for lab, n in counts.items() if n < files.min_train_examples_per_label and lab not in set(curated["label"])]
+    thin = [
+        lab for lab, n in counts.items() if n < files.min_train_examples_per_label and lab not in set(curated["label"])
+    ]
     held_back = reviewed[reviewed["label"].isin(thin)]
     if len(held_back):
         context.log.warning(
             "holding back %d reviewed rows of labels with fewer than %d examples: %s",
-            len(held_back), files.min_train_examples_per_label, counts[thin].to_dict(),
+            len(held_back),
+            files.min_train_examples_per_label,
+            counts[thin].to_dict(),
         )
     reviewed = reviewed[~reviewed["label"].isin(thin)]
     df = pd.concat([curated, reviewed], ignore_index=True) if len(reviewed) else curated
@@ -129,6 +132,4 @@ def synthetic_eval_set(
         exclude_texts=training_examples["text"],
     )
     source = f"generated (seed {files.synthetic_seed}) from {files.golden_path} + {len(val_sample)} validation cases"
-    return dataset_output(
-        df, source, {"transforms": dg.MetadataValue.json(df["transform"].value_counts().to_dict())}
-    )
+    return dataset_output(df, source, {"transforms": dg.MetadataValue.json(df["transform"].value_counts().to_dict())})

@@ -6,12 +6,11 @@ validation text that also appears in training data would inflate every metric. A
 names the file, the rule and example rows, and nothing downstream of the dataset runs.
 """
 
-
 import dagster as dg
 import pandas as pd
 
 from agent_pipeline.defs.resources import RouterFiles
-from agent_pipeline.lib import expectations
+from agent_pipeline.lib.data import expectations
 
 
 def check_result(report: expectations.ValidationReport) -> dg.AssetCheckResult:

@@ -1,21 +1,22 @@
 """Evaluation assets: the candidate's evaluation (gated), the champion's (nightly), the baseline."""
 
-
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import dagster as dg
 import pandas as pd
 
 from agent_pipeline.defs.resources import MlflowRegistry, StateFolder
-from agent_pipeline.lib import datasets, evaluation, metrics
-from agent_pipeline.lib.registry import CHAMPION, ModelRegistry, RegistryError
+from agent_pipeline.lib.data import datasets
+from agent_pipeline.lib.evaluation import metrics
+from agent_pipeline.lib.evaluation import runs as evaluation
+from agent_pipeline.lib.registry.models import CHAMPION, ModelRegistry, RegistryError
 
 OWNERS = ["team:ml-platform"]
 EVAL_SETS = ("golden_eval_set", "synthetic_eval_set")
 
 
 def evaluation_id(context: dg.AssetExecutionContext, kind: str) -> str:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     return f"{stamp}-{kind}-{context.run.run_id[:8]}"
 
 
@@ -37,8 +38,16 @@ def run_evaluation(
     folder = evaluation.save(ev, evaluation.evaluation_dir(store.home, version, evaluation_id(context, kind)))
     run_id = store.log_evaluation(
         version,
-        metrics={**ev.metrics, **ev.latency, **{f"{d}.{k}": v for d, ms in ev.by_dataset.items() for k, v in ms.items()}},
-        params={"kind": kind, "evaluation_id": ev.evaluation_id, **{f"data_version.{k}": v for k, v in ev.dataset_versions.items()}},
+        metrics={
+            **ev.metrics,
+            **ev.latency,
+            **{f"{d}.{k}": v for d, ms in ev.by_dataset.items() for k, v in ms.items()},
+        },
+        params={
+            "kind": kind,
+            "evaluation_id": ev.evaluation_id,
+            **{f"data_version.{k}": v for k, v in ev.dataset_versions.items()},
+        },
         tags={"kind": kind, "dagster_run_id": context.run.run_id, "fingerprint": ev.fingerprint},
         files={"evaluation": folder / "items.csv", "": folder / "metrics.json"},
     )
@@ -100,8 +109,11 @@ def candidate_evaluation(
     """
     store = mlflow.open(state.path)
     ev, run_id = run_evaluation(
-        context, store, router_candidate["version"],
-        {"golden_eval_set": golden_eval_set, "synthetic_eval_set": synthetic_eval_set}, "candidate",
+        context,
+        store,
+        router_candidate["version"],
+        {"golden_eval_set": golden_eval_set, "synthetic_eval_set": synthetic_eval_set},
+        "candidate",
     )
     value = {**summary_value(ev, run_id), "tier": router_candidate.get("tier", "fast")}
     return dg.Output(value, metadata=evaluation_metadata(ev, store, run_id))
@@ -128,8 +140,11 @@ def champion_evaluation(
             description=f"{exc}. Promote a candidate first (materialize champion_model).",
         ) from exc
     ev, run_id = run_evaluation(
-        context, store, version,
-        {"golden_eval_set": golden_eval_set, "synthetic_eval_set": synthetic_eval_set}, "champion",
+        context,
+        store,
+        version,
+        {"golden_eval_set": golden_eval_set, "synthetic_eval_set": synthetic_eval_set},
+        "champion",
     )
     return dg.Output(summary_value(ev, run_id), metadata=evaluation_metadata(ev, store, run_id))
 
@@ -168,7 +183,9 @@ def benchmark_baseline(config: BlessConfig, mlflow: MlflowRegistry, state: State
     else:
         found = evaluation.load_baseline(state.path)
         if found is None:
-            raise dg.Failure(description="no baseline yet and no version to bless: set config version to 'champion' or a number")
+            raise dg.Failure(
+                description="no baseline yet and no version to bless: set config version to 'champion' or a number"
+            )
         info = found[1]
     return dg.MaterializeResult(
         metadata={

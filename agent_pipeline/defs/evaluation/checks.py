@@ -6,12 +6,13 @@ registry itself, that every required gate passed on the evaluation it promotes, 
 result outlives the Dagster run.
 """
 
-
 import dagster as dg
 import pandas as pd
 
 from agent_pipeline.defs.resources import GateSettings, MlflowRegistry, StateFolder
-from agent_pipeline.lib import datasets, evaluation, metrics
+from agent_pipeline.lib.data import datasets
+from agent_pipeline.lib.evaluation import metrics
+from agent_pipeline.lib.evaluation import runs as evaluation
 
 # The accurate tier's float32 encoder gives single and batch confidences equal to ~1e-7 (the
 # GEMMs differ by shape); the decisions themselves must match exactly.
@@ -40,13 +41,17 @@ def regression_result(summary: dict, state: StateFolder, gates: GateSettings) ->
         return True, "no baseline yet: the first promotion bootstraps it", {"baseline_version": "none"}
     report, info = found
     newly = report.newly_failing
-    return report.passed, report.summary(), {
-        "baseline_version": str(info["version"]),
-        "baseline_evaluation_id": str(info["evaluation_id"]),
-        "n_newly_failing": len(newly),
-        "n_newly_passing": int(report.newly_passing),
-        "comparison": dg.MetadataValue.md(report.markdown()),
-    }
+    return (
+        report.passed,
+        report.summary(),
+        {
+            "baseline_version": str(info["version"]),
+            "baseline_evaluation_id": str(info["evaluation_id"]),
+            "n_newly_failing": len(newly),
+            "n_newly_passing": int(report.newly_passing),
+            "comparison": dg.MetadataValue.md(report.markdown()),
+        },
+    )
 
 
 @dg.asset_check(asset="candidate_evaluation", blocking=True)
@@ -75,13 +80,19 @@ def critical_cases_pass(mlflow: MlflowRegistry, state: StateFolder, candidate_ev
             f"{r.id} ({r.text!r}: expected {r.expected_route}, got {r.route})" for r in failed.head(5).itertuples()
         )
     return gate_result(
-        mlflow, state, candidate_evaluation, "critical_cases_pass", passed, description,
+        mlflow,
+        state,
+        candidate_evaluation,
+        "critical_cases_pass",
+        passed,
+        description,
         {
             "n_critical": len(critical),
             "n_failed": len(failed),
             "failed_cases": dg.MetadataValue.md(
                 failed[["id", "text", "expected_route", "route", "confidence"]].to_markdown(index=False)
-                if len(failed) else "none"
+                if len(failed)
+                else "none"
             ),
         },
     )
@@ -114,7 +125,12 @@ def routing_is_deterministic(
         "decisions differ from the batch path"
     )
     return gate_result(
-        mlflow, state, candidate_evaluation, "routing_is_deterministic", passed, description,
+        mlflow,
+        state,
+        candidate_evaluation,
+        "routing_is_deterministic",
+        passed,
+        description,
         {"fingerprint": ev.fingerprint, "repeat_fingerprint": repeat_fp, "n_single_path_mismatches": len(mismatch)},
     )
 
@@ -137,7 +153,12 @@ def latency_within_slo(
         else ("no latency SLO configured" if not rows else "SLO breached: " + "; ".join(breaches))
     )
     return gate_result(
-        mlflow, state, candidate_evaluation, "latency_within_slo", passed, description,
+        mlflow,
+        state,
+        candidate_evaluation,
+        "latency_within_slo",
+        passed,
+        description,
         {"tier": tier, **{f"{p}_ms": v for p, v, _ in rows}, **{f"slo_{p}_ms": limit for p, _, limit in rows}},
     )
 

@@ -5,7 +5,9 @@ import json
 import dagster as dg
 
 from agent_pipeline.defs.resources import MlflowRegistry, RouterFiles, StateFolder
-from agent_pipeline.lib import drift, ingest, monitoring, settings
+from agent_pipeline.lib.core import settings
+from agent_pipeline.lib.monitoring import drift, ingest
+from agent_pipeline.lib.monitoring import records as monitoring
 
 OWNERS = ["team:ml-platform"]
 DAILY = dg.DailyPartitionsDefinition(start_date="2025-01-01", timezone="UTC", end_offset=1)
@@ -99,11 +101,17 @@ def drift_report(context: dg.AssetExecutionContext, mlflow: MlflowRegistry, stat
         raise dg.Failure(description=f"{exc}; materialize inference_log for {partition} first") from exc
     out_dir = settings.reports_dir(state.path) / "drift"
     if len(log) < drift.DEFAULT_MIN_ROWS:
-        message = f"{partition}: {len(log)} valid records, fewer than the {drift.DEFAULT_MIN_ROWS} a drift verdict needs"
+        message = (
+            f"{partition}: {len(log)} valid records, fewer than the {drift.DEFAULT_MIN_ROWS} a drift verdict needs"
+        )
         context.log.warning(message)
         yield dg.MaterializeResult(
-            metadata={"drift_detected": False, "insufficient_data": True, "n_records": len(log),
-                      "reference_model_version": reference_version}
+            metadata={
+                "drift_detected": False,
+                "insufficient_data": True,
+                "n_records": len(log),
+                "reference_model_version": reference_version,
+            }
         )
         yield dg.AssetCheckResult(
             check_name="no_drift_detected", passed=True, severity=dg.AssetCheckSeverity.WARN, description=message
@@ -128,5 +136,8 @@ def drift_report(context: dg.AssetExecutionContext, mlflow: MlflowRegistry, stat
         description=(
             f"drift on {', '.join(result.drifted_features)}" if result.drift_detected else "no drift detected"
         ),
-        metadata={"drift_share": float(result.drift_share), "drifted_features": ", ".join(result.drifted_features) or "none"},
+        metadata={
+            "drift_share": float(result.drift_share),
+            "drifted_features": ", ".join(result.drifted_features) or "none",
+        },
     )

@@ -15,7 +15,7 @@ Sensors only list folders, hash small files and read the event log: no ML import
 
 import hashlib
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -23,7 +23,7 @@ import dagster as dg
 from agent_pipeline.defs import automation
 from agent_pipeline.defs.monitoring.assets import DAILY
 from agent_pipeline.defs.resources import Alerts, RouterFiles, StateFolder
-from agent_pipeline.lib import settings
+from agent_pipeline.lib.core import settings
 
 TRIGGER_TAG = "agent_pipeline/trigger"
 LANDING_RE = re.compile(r"^(\d{4}-\d{2}-\d{2})[^/]*\.jsonl$")
@@ -88,7 +88,7 @@ def _cooldown_message(context: dg.SensorEvaluationContext) -> str | None:
     if not recent:
         return None
     started = recent[0].tags.get("agent_pipeline/requested_at")
-    age = datetime.now(timezone.utc).timestamp() - float(started) if started else DRIFT_COOLDOWN_SECONDS
+    age = datetime.now(UTC).timestamp() - float(started) if started else DRIFT_COOLDOWN_SECONDS
     if age >= DRIFT_COOLDOWN_SECONDS:
         return None
     return f"a drift retrain was requested {age / 60:.0f} min ago (cooldown {DRIFT_COOLDOWN_SECONDS // 60} min)"
@@ -129,7 +129,7 @@ def drift_retrain_sensor(context: dg.SensorEvaluationContext):
                     "agent_pipeline/drift_partition": partition,
                     "agent_pipeline/drifted_features": ",".join(features)[:200],
                     "agent_pipeline/reference_version": ref_version,
-                    "agent_pipeline/requested_at": f"{datetime.now(timezone.utc).timestamp():.0f}",
+                    "agent_pipeline/requested_at": f"{datetime.now(UTC).timestamp():.0f}",
                 },
             )
         )
@@ -194,14 +194,16 @@ def check_failure_alert_sensor(context: dg.SensorEvaluationContext, alerts: Aler
     """
     after = float(context.cursor) if context.cursor else 0.0
     records = context.instance.get_run_records(
-        filters=dg.RunsFilter(statuses=FINISHED, updated_after=datetime.fromtimestamp(after, timezone.utc)),
+        filters=dg.RunsFilter(statuses=FINISHED, updated_after=datetime.fromtimestamp(after, UTC)),
         order_by="update_timestamp",
         ascending=True,
         limit=50,
     )
     evaluated = sent = 0
     for record in records:
-        for entry in context.instance.all_logs(record.dagster_run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
+        for entry in context.instance.all_logs(
+            record.dagster_run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
+        ):
             ev = entry.dagster_event.event_specific_data
             evaluated += 1
             if ev.passed:

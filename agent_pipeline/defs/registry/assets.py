@@ -1,11 +1,11 @@
 """``champion_model``: move the ``champion`` alias to a candidate whose every gate passed."""
 
-
 import dagster as dg
 import pandas as pd
 
 from agent_pipeline.defs.resources import GateSettings, MlflowRegistry, StateFolder
-from agent_pipeline.lib import evaluation, monitoring
+from agent_pipeline.lib.evaluation import runs as evaluation
+from agent_pipeline.lib.monitoring import records as monitoring
 
 
 @dg.asset(group_name="registry", kinds={"mlflow"}, owners=["team:ml-platform"])
@@ -52,15 +52,17 @@ def champion_model(
             "gates": results,
             "metrics": candidate_evaluation["metrics"],
             "dataset_versions": candidate_evaluation["dataset_versions"],
-            "baseline": None if baseline is None else {
-                "version": baseline[1]["version"], "evaluation_id": baseline[1]["evaluation_id"]
-            },
+            "baseline": None
+            if baseline is None
+            else {"version": baseline[1]["version"], "evaluation_id": baseline[1]["evaluation_id"]},
             "dagster_run_id": context.run.run_id,
         },
     )
     bootstrapped = False
     if baseline is None:
-        evaluation.bless_latest(state.path, version, "bootstrap (first promotion)", "first promotion bootstraps the baseline")
+        evaluation.bless_latest(
+            state.path, version, "bootstrap (first promotion)", "first promotion bootstraps the baseline"
+        )
         bootstrapped = True
     reference = monitoring.capture_reference(store.home, store.load(version=version), validation_examples["text"])
     context.log.info("version %s is the champion (previous: %s)", version, record["previous_champion"])

