@@ -61,7 +61,7 @@ def tiers_available() -> list[str]:
     if TIERS:
         return TIERS
     try:
-        from agent_pipeline.lib.router.model import embeddings  # noqa: F401
+        from agent_pipeline.lib.router import embeddings
 
         embeddings.model_dir()
         return ["fast", "fast_svm_nb", "accurate", "cascade"]
@@ -85,16 +85,9 @@ def trained_router(tier: str):
         + settings.DEFAULT_TRAIN_DATA.read_bytes()
         + settings.DEFAULT_VALIDATION_DATA.read_bytes()
         + b"".join(
-            (ROOT / "agent_pipeline/lib" / f).read_bytes()
-            for f in (
-                "router.py",
-                "tiers.py",
-                "embeddings.py",
-                "onnx_encoder.py",
-                "serving.py",
-                "textfeatures.py",
-                "svm_nb.py",
-            )
+            f.read_bytes()  # the router's and the serving bundle's code: a change retrains
+            for d in ("router", "serving")
+            for f in sorted((ROOT / "agent_pipeline/lib" / d).glob("*.py"))
         )
     ).hexdigest()[:16]
     path = _cache_dir() / f"router-{tier}-{key}.joblib"

@@ -11,6 +11,7 @@ import pandas as pd
 from agent_pipeline.defs.resources import RouterFiles, StateFolder
 from agent_pipeline.lib.data import datasets, feedback
 from agent_pipeline.lib.data.synthetic import generate_variants
+from agent_pipeline.lib.router.decision import FALLBACK_ROUTE
 
 OWNERS = ["team:ml-platform"]
 
@@ -24,7 +25,7 @@ def dataset_output(df: pd.DataFrame, source: str, extra: dict | None = None) -> 
         "source": dg.MetadataValue.text(source),
         "dagster/row_count": len(df),
         "n_labels": int(counts.size),
-        "n_fallback_expected": int((df.get("expected_route", pd.Series(dtype=str)) == "fallback").sum()),
+        "n_fallback_expected": int((df.get("expected_route", pd.Series(dtype=str)) == FALLBACK_ROUTE).sum()),
         "n_critical": int(datasets.has_tag(df["tags"], "critical").sum()) if "tags" in df.columns else 0,
         "data_version": version,
         "dagster/column_schema": dg.TableSchema(columns=[dg.TableColumn(str(c), str(t)) for c, t in df.dtypes.items()]),

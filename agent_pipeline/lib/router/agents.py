@@ -13,9 +13,7 @@ from pathlib import Path
 import yaml
 
 from agent_pipeline.lib.core.errors import ConfigError
-
-FALLBACK_ROUTE = "fallback"
-OOS_LABEL = "oos"
+from agent_pipeline.lib.router.decision import FALLBACK_ROUTE, OOS_LABEL
 
 
 @dataclass(frozen=True)

@@ -1,27 +1,18 @@
-"""The agent router: declared rules, a scikit-learn intent classifier, the agent map, a threshold.
+"""The agent router: declared rules, a classifier tier, the agent map, a threshold.
 
-A decision is made in this order, and the same text always gets the same decision:
+The decision itself (rules -> classifier -> threshold -> agent map -> fallback reason) lives in
+``lib/router/decision.py``, written once for single requests, batches and the serving bundle;
+``Router`` binds it to a fitted classifier. The classifier is one of three tiers:
 
-1. **Rules** (``config/router.yaml``) are tried first, in order. A rule fires when all of its
-   regular expressions match; it sets the label, and the agent registry gives the route.
-2. The **classifier** predicts a fine-grained label (a CLINC150 intent, or ``oos``) with a
-   confidence (the top softmax probability).
-3. The **fallback** general agent takes the request when the confidence is below the threshold
-   (``low_confidence``), when the label is ``oos`` (``out_of_scope``) or when the label has no
-   agent in the registry (``no_agent``). Otherwise the **agent map** gives the route.
+- ``fast`` (``lib/router/fast.py``): TF-IDF (word 1-2 grams + char_wb 2-5 grams, sublinear tf)
+  into a multinomial LogisticRegression (``classifier.fast_model: svm_nb``, opt-in: a LinearSVC +
+  MultinomialNB blend, ``lib/router/svm_nb.py``), with a hand-written single-request path; a
+  positive (opt-in) ``classifier.static_embedding_weight`` appends a static token-embedding block
+  (``lib/router/static_embedding.py``);
+- ``accurate`` and ``cascade`` (``lib/router/tiers.py``): the TF-IDF features plus a sentence
+  embedding, and fast-then-accurate.
 
-The classifier is TF-IDF (word 1-2 grams + char_wb 2-5 grams, sublinear tf) into a multinomial
-LogisticRegression (``classifier.fast_model: svm_nb``, opt-in: a LinearSVC + MultinomialNB blend
-over the same features plus raw char_wb counts, ``lib/router/svm_nb.py``; also one linear model).
-``FastLinearTextClassifier`` holds both prediction paths: batches build the fitted union's exact
-feature matrix with ``lib/router/textfeatures.py`` (bit for bit, 2.5x faster than the vectorizers' own
-``transform``) for the linear model; a single request takes a
-hand-written path (vocabulary indices from the same per-word memo, a sparse dot with the
-coefficients, a softmax) that gives the same probabilities as ``predict_proba`` at a fraction of
-the per-call overhead. A positive (opt-in)
-``classifier.static_embedding_weight`` appends a static token-embedding block
-(``lib/router/static_embedding.py``) to the features.
-
+``train_router`` fits the tier on the training split and tunes the threshold on validation.
 No Dagster import here: the router is trained and used by the Dagster assets, the CLI and the
 MLflow pyfunc wrapper alike.
 """
@@ -31,51 +22,28 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from agent_pipeline.lib.router.agents import FALLBACK_ROUTE, OOS_LABEL, AgentRegistry, ConfigError
-from agent_pipeline.lib.router.textfeatures import TfidfBlock, union_blocks, union_transform
-from agent_pipeline.lib.serving.bundle import linear_proba
-
-DECISION_COLUMNS = (
-    "route",
-    "agent",
-    "pred_label",
-    "decided_label",
-    "confidence",
-    "fallback",
-    "fallback_reason",
-    "rule",
+from agent_pipeline.lib.core.errors import ConfigError
+from agent_pipeline.lib.router.agents import AgentRegistry
+from agent_pipeline.lib.router.decision import (  # noqa: F401 - Decision, DECISION_COLUMNS: re-exported
+    DECISION_COLUMNS,
+    Decision,
+    DecisionPolicy,
+    Rule,
 )
+from agent_pipeline.lib.router.fast import (  # noqa: F401 - re-exported: routers pickled before the split name them here
+    COUNTS_BLOCK,
+    FastLinearTextClassifier,
+    TextClassifier,
+)
+
 N_PROJECTION = 8
 _WORD_RE = re.compile(r"(?u)\b\w\w+\b")
-
-
-@dataclass(frozen=True)
-class Rule:
-    """A declared rule: fires when every pattern matches (case-insensitive search)."""
-
-    name: str
-    patterns: tuple[str, ...]
-    label: str
-    _compiled: tuple[re.Pattern, ...] = field(default=(), compare=False, repr=False)
-
-    @classmethod
-    def create(cls, name: str, patterns: Sequence[str], label: str) -> Rule:
-        try:
-            compiled = tuple(re.compile(p, re.IGNORECASE) for p in patterns)
-        except re.error as exc:
-            raise ConfigError(f"rule '{name}': invalid regular expression: {exc}") from exc
-        if not compiled:
-            raise ConfigError(f"rule '{name}': needs at least one pattern in 'all'")
-        return cls(name, tuple(patterns), label, compiled)
-
-    def matches(self, text: str) -> bool:
-        return all(p.search(text) for p in self._compiled)
 
 
 def rules_from_config(raw: dict, registry: AgentRegistry, source: str = "router config") -> list[Rule]:
@@ -91,161 +59,16 @@ def rules_from_config(raw: dict, registry: AgentRegistry, source: str = "router 
     return rules
 
 
-@dataclass(frozen=True)
-class Decision:
-    route: str
-    agent: str
-    pred_label: str
-    decided_label: str
-    confidence: float
-    fallback: bool
-    fallback_reason: str
-    rule: str
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-class FastLinearTextClassifier:
-    """Both fast paths of a fitted ``FeatureUnion(TfidfVectorizer...) -> linear model`` (``coef_``, ``intercept_``, softmax).
-
-    ``transform(texts)`` is the union's ``transform`` through ``lib/router/textfeatures.py`` (the same
-    matrix, bit for bit, about 2.5x faster on a batch). ``predict_proba_one(text)`` is the
-    single-request path: it looks the text's n-grams up in the vocabulary (the same per-word
-    memo), applies sublinear tf, idf and the norm per block, gathers the matching coefficient
-    rows and takes a softmax, without sparse matrices; it equals the pipeline's
-    ``predict_proba`` to floating-point rounding (tested).
-    """
-
-    def __init__(self, features, clf) -> None:
-        self.classes_ = np.asarray(clf.classes_)
-        coef_t = np.ascontiguousarray(clf.coef_.T, dtype=np.float64)
-        self._intercept = np.asarray(clf.intercept_, dtype=np.float64)
-        self.blocks = union_blocks(features)
-        self._parts = []
-        self._dense = []  # opt-in dense blocks (lib/router/static_embedding.py): (transformer, coef rows)
-        offset = 0
-        for block in self.blocks:
-            if isinstance(block, TfidfBlock):
-                self._parts.append((block, coef_t[offset : offset + block.n_features]))
-                offset += block.n_features
-            else:
-                n = int(block.n_features_out_)
-                self._dense.append((block, coef_t[offset : offset + n]))
-                offset += n
-
-    def transform(self, texts: Sequence[str]):
-        """The fitted ``FeatureUnion.transform(texts)``, equal bit for bit."""
-        return union_transform(self.blocks, texts)
-
-    def predict_proba_one(self, text: str) -> np.ndarray:
-        intercept = self._intercept
-        for vec, coef in self._dense:
-            intercept = intercept + vec.vector(text) @ coef
-        return linear_proba(text, self._parts, intercept)
-
-
-COUNTS_BLOCK = "char_counts"  # the fast tier's raw char_wb counts, read by MultinomialNB only
-
-
-class TextClassifier:
-    """The ``fast`` tier: TF-IDF (+ n-gram counts) into one linear model, with a single-request fast path.
-
-    ``fast_model: logistic_regression`` (default): a LogisticRegression over the TF-IDF blocks (C,
-    max_iter, tol); ``svm_nb`` (opt-in, ``lib/router/svm_nb.py``): LinearSVC over the TF-IDF blocks
-    blended with MultinomialNB over raw char_wb counts (an extra counts block).
-    """
-
-    tier = "fast"
-
-    def __init__(self, pipeline) -> None:
-        self.pipeline = pipeline
-        self.classes_ = np.asarray(pipeline.classes_)
-        self._fast = FastLinearTextClassifier(pipeline.named_steps["features"], pipeline.named_steps["clf"])
-
-    def __getstate__(self) -> dict:
-        # The fast path is a re-arranged copy of the fitted coefficients: rebuilt on load, not
-        # stored, which halves every registered model's artifact.
-        return {"pipeline": self.pipeline}
-
-    def __setstate__(self, state: dict) -> None:
-        self.__init__(state["pipeline"])
-
-    @classmethod
-    def fit(cls, texts: Sequence[str], labels: Sequence[str], settings: TrainSettings) -> TextClassifier:
-        """Fit the features and ``settings.fast_model``; ``settings.static_embedding_weight`` > 0
-        appends the opt-in static token-embedding block (``lib/router/static_embedding.py``)."""
-        from sklearn.feature_extraction.text import TfidfVectorizer
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.pipeline import FeatureUnion, Pipeline
-
-        from agent_pipeline.lib.router.svm_nb import SvmNbBlend
-
-        blocks = [
-            ("word", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, dtype=np.float64)),
-            (
-                "char",
-                TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2, dtype=np.float64),
-            ),
-        ]
-        if settings.static_embedding_weight > 0:
-            from agent_pipeline.lib.router.static_embedding import StaticTokenEmbedding
-
-            blocks.append(("static", StaticTokenEmbedding(weight=settings.static_embedding_weight)))
-        if settings.fast_model == "logistic_regression":
-            clf = LogisticRegression(
-                C=settings.c, max_iter=settings.max_iter, tol=settings.tol, random_state=settings.seed
-            )
-            pipeline = Pipeline([("features", FeatureUnion(blocks)), ("clf", clf)]).fit(texts, labels)
-            return cls(pipeline)
-        counts = TfidfVectorizer(
-            analyzer="char_wb", ngram_range=(2, 5), min_df=2, use_idf=False, norm=None, dtype=np.float64
-        )  # raw counts: the same n-grams as the char block, for MultinomialNB
-        features = FeatureUnion(blocks + [(COUNTS_BLOCK, counts)])
-        x = features.fit_transform(texts)
-        clf = SvmNbBlend(
-            nb_features=len(counts.vocabulary_),
-            C=settings.svm_c,
-            temperature=settings.svm_temperature,
-            alpha=settings.nb_alpha,
-            nb_weight=settings.nb_weight,
-            nb_temperature=settings.nb_temperature,
-            random_state=settings.seed,
-        ).fit(x, labels)
-        return cls(Pipeline([("features", features), ("clf", clf)]))
-
-    @property
-    def tfidf_features(self):
-        """The fitted FeatureUnion without the counts block: what the ``accurate`` tier builds on."""
-        from sklearn.pipeline import FeatureUnion
-
-        union = self.pipeline.named_steps["features"]
-        return FeatureUnion([(name, t) for name, t in union.transformer_list if name != COUNTS_BLOCK])
-
-    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        """``pipeline.predict_proba(texts)``, equal bit for bit, with the features built by
-        ``lib/router/textfeatures.py`` (the pipeline's own ``transform`` costs 2.5x as much)."""
-        return self.pipeline.named_steps["clf"].predict_proba(self._fast.transform(list(texts)))
-
-    def predict_proba_one(self, text: str) -> np.ndarray:
-        return self._fast.predict_proba_one(text)
-
-    @property
-    def word_vectorizer(self):
-        return self.pipeline.named_steps["features"].transformer_list[0][1]
-
-    @property
-    def word_block(self):
-        """The word TF-IDF block as ``lib/textfeatures.TfidfBlock`` (``transform`` = the vectorizer's)."""
-        return self._fast.blocks[0]
-
-
 class Router:
-    """Rules, classifier, agent map and threshold: one deterministic decision per text."""
+    """Rules, classifier, agent map and threshold: one deterministic decision per text.
+
+    The decision is ``lib/router/decision.DecisionPolicy``'s; changing ``threshold``, ``rules``
+    or ``registry`` rebuilds it.
+    """
 
     def __init__(
         self,
-        classifier: TextClassifier,
+        classifier,
         registry: AgentRegistry,
         rules: Sequence[Rule],
         threshold: float,
@@ -253,109 +76,67 @@ class Router:
         info: dict | None = None,
     ) -> None:
         self.classifier = classifier
-        self.registry = registry
-        self.rules = list(rules)
-        self.threshold = float(threshold)
         self.projection = projection
         self.info = dict(info or {})
+        self._registry, self._rules, self._threshold = registry, list(rules), float(threshold)
         self._classes = [str(c) for c in classifier.classes_]
-        self._class_routes = [self._route_for(c) for c in self._classes]
+        self._rebuild()
 
-    # -- decisions -------------------------------------------------------------------------
-    def _route_for(self, label: str) -> tuple[str, str]:
-        """(route, fallback_reason) for a confident classifier label."""
-        if label == OOS_LABEL:
-            return FALLBACK_ROUTE, "out_of_scope"
-        route = self.registry.route_for_label(label)
-        return route, ("no_agent" if route == FALLBACK_ROUTE else "")
-
-    def _rule_for(self, text: str) -> Rule | None:
-        for rule in self.rules:
-            if rule.matches(text):
-                return rule
-        return None
-
-    def _decide(self, rule: Rule | None, k: int, confidence: float) -> Decision:
-        if rule is not None:
-            route = self.registry.route_for_label(rule.label)
-            reason = "no_agent" if route == FALLBACK_ROUTE else ""
-            return Decision(
-                route,
-                self.registry.agent_for_route(route),
-                rule.label,
-                rule.label,
-                1.0,
-                bool(reason),
-                reason,
-                rule.name,
-            )
-        label = self._classes[k]
-        if confidence < self.threshold:
-            route, reason, decided = FALLBACK_ROUTE, "low_confidence", OOS_LABEL
-        else:
-            route, reason = self._class_routes[k]
-            decided = OOS_LABEL if reason == "out_of_scope" else label
-        return Decision(
-            route, self.registry.agent_for_route(route), label, decided, confidence, route == FALLBACK_ROUTE, reason, ""
+    def _rebuild(self) -> None:
+        self.policy = DecisionPolicy(
+            self._classes, self._threshold, self._registry.label_to_agent, self._registry.fallback_agent, self._rules
         )
 
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.pop("policy", None)  # derived: rebuilt on load
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        if "_registry" not in state:  # pickled before decision.py: plain attributes
+            state["_registry"] = state.pop("registry")
+            state["_rules"] = state.pop("rules")
+            state["_threshold"] = state.pop("threshold")
+            state.pop("_class_routes", None)
+        self.__dict__.update(state)
+        self._rebuild()
+
+    @property
+    def threshold(self) -> float:
+        return self._threshold
+
+    @threshold.setter
+    def threshold(self, value: float) -> None:
+        self._threshold = float(value)
+        self._rebuild()
+
+    @property
+    def rules(self) -> list[Rule]:
+        return self._rules
+
+    @rules.setter
+    def rules(self, value: Sequence[Rule]) -> None:
+        self._rules = list(value)
+        self._rebuild()
+
+    @property
+    def registry(self) -> AgentRegistry:
+        return self._registry
+
+    @registry.setter
+    def registry(self, value: AgentRegistry) -> None:
+        self._registry = value
+        self._rebuild()
+
+    # -- decisions -------------------------------------------------------------------------
     def route(self, text: str) -> Decision:
         """Route one request (the latency-critical path)."""
-        text = "" if text is None else str(text)
-        rule = self._rule_for(text)
-        if rule is not None:
-            return self._decide(rule, -1, 1.0)
-        proba = self.classifier.predict_proba_one(text)
-        k = int(proba.argmax())
-        return self._decide(None, k, float(proba[k]))
+        return self.policy.decide(text, self.classifier.predict_proba_one)
 
     def route_batch(self, texts: Iterable[str]) -> pd.DataFrame:
         """Route many requests at once (vectorised features and decisions); one row per text."""
-        texts = ["" if t is None else str(t) for t in texts]
-        if not texts:
-            return pd.DataFrame(columns=list(DECISION_COLUMNS))
-        rules = [self._rule_for(t) for t in texts]
-        need = [i for i, r in enumerate(rules) if r is None]
-        top = np.zeros(len(texts), dtype=np.intp)
-        conf = np.ones(len(texts), dtype=np.float64)
-        if need:
-            proba = self.classifier.predict_proba([texts[i] for i in need])
-            top[need] = proba.argmax(axis=1)
-            conf[need] = proba[np.arange(len(need)), top[need]]
-        # Decisions as columns (the same rules as _decide, vectorised: per-row objects cost more
-        # than the classifier on large batches).
-        classes = np.asarray(self._classes, dtype=object)
-        pred = classes[top]
-        route = np.asarray([r for r, _ in self._class_routes], dtype=object)[top]
-        reason = np.asarray([x for _, x in self._class_routes], dtype=object)[top]
-        decided = np.where(reason == "out_of_scope", OOS_LABEL, pred).astype(object)
-        low = conf < self.threshold
-        route[low], reason[low], decided[low] = FALLBACK_ROUTE, "low_confidence", OOS_LABEL
-        rule_names = np.full(len(texts), "", dtype=object)
-        for i, rule in enumerate(rules):
-            if rule is not None:
-                d = self._decide(rule, -1, 1.0)
-                route[i], reason[i], pred[i], decided[i], rule_names[i] = (
-                    d.route,
-                    d.fallback_reason,
-                    d.pred_label,
-                    d.decided_label,
-                    d.rule,
-                )
-        is_fallback = route == FALLBACK_ROUTE
-        return pd.DataFrame(
-            {
-                "route": route,
-                "agent": np.where(is_fallback, self.registry.fallback_agent, route).astype(object),
-                "pred_label": pred,
-                "decided_label": decided,
-                "confidence": conf,
-                "fallback": is_fallback,
-                "fallback_reason": reason,
-                "rule": rule_names,
-            },
-            columns=list(DECISION_COLUMNS),
-        )
+        columns = self.policy.decide_batch(list(texts), self.classifier.predict_proba)
+        return pd.DataFrame(columns, columns=list(DECISION_COLUMNS))
 
     # -- monitoring features ---------------------------------------------------------------
     def text_features(self, texts: Sequence[str]) -> pd.DataFrame:
@@ -503,7 +284,7 @@ def fit_classifier(texts: Sequence[str], labels: Sequence[str], settings: TrainS
     fast = TextClassifier.fit(texts, labels, settings)
     if settings.tier == "fast":
         return fast
-    from agent_pipeline.lib.router.tiers import AccurateClassifier, CascadeClassifier
+    from agent_pipeline.lib.router.tiers import AccurateClassifier, CascadeClassifier  # the encoder, on demand
 
     accurate = AccurateClassifier.fit(
         texts,

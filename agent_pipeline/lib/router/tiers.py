@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from agent_pipeline.lib.router.embeddings import EmbeddingModelError, embed_cached
-from agent_pipeline.lib.router.model import FastLinearTextClassifier, TextClassifier
+from agent_pipeline.lib.router.fast import FastLinearTextClassifier, TextClassifier
 from agent_pipeline.lib.router.onnx_encoder import OnnxMiniLMEncoder, get_encoder
 from agent_pipeline.lib.router.textfeatures import union_blocks, union_transform
 

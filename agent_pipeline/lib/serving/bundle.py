@@ -7,7 +7,8 @@ champion's ``fast``-tier router to ``$AGENT_PIPELINE_HOME/serving/champion.pkl``
 agent map, the threshold, each vectorizer's vocabulary, idf and settings, and the classifier's
 coefficients, as plain dicts and numpy arrays. ``ServingRouter`` analyses text with
 ``lib/router/textfeatures.py`` (scikit-learn's ``word`` and ``char_wb`` analyzers re-implemented,
-tested equal) and runs the same linear fast path as ``router.FastLinearTextClassifier``.
+tested equal), runs the same linear fast path as ``lib/router/fast.py`` and decides with the
+router's own ``lib/router/decision.py``.
 
 Only the standard library and numpy are imported here.
 """
@@ -16,12 +17,13 @@ from __future__ import annotations
 
 import os
 import pickle
-import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from agent_pipeline.lib.router.decision import DecisionPolicy, Rule
+from agent_pipeline.lib.router.fast import linear_proba
 from agent_pipeline.lib.router.textfeatures import TfidfBlock, spec_from_vectorizer
 
 # 2: a block may be plain counts ("idf": None; fast_model svm_nb). A router without such a block
@@ -29,25 +31,6 @@ from agent_pipeline.lib.router.textfeatures import TfidfBlock, spec_from_vectori
 # load time, so the CLI falls back to the registry instead of failing on the first request.
 FORMAT_VERSION = 2
 FORMATS_READ = (1, 2)
-
-
-def linear_proba(text: str, parts, intercept: np.ndarray) -> np.ndarray:
-    """Softmax of a linear model over concatenated TF-IDF blocks, for one text, without sparse matrices.
-
-    ``parts``: per block ``(textfeatures.TfidfBlock, coef rows)``; each block's non-zero
-    weights (``TfidfBlock.weights_one``) add ``weights @ coef[rows]`` to the scores. The
-    single-request path of both the ``fast`` router (``router.FastLinearTextClassifier``) and
-    the serving bundle.
-    """
-    scores = intercept.copy()
-    for block, coef in parts:
-        idx, w = block.weights_one(text)
-        if len(idx):
-            scores += w @ coef[idx]
-    scores -= scores.max()
-    np.exp(scores, out=scores)
-    scores /= scores.sum()
-    return scores
 
 
 def bundle_path(home: Path) -> Path:
@@ -79,7 +62,7 @@ def export(router, model_name: str, version: str, path: Path, tracking_uri: str 
         "coef_t": np.ascontiguousarray(lr.coef_.T, dtype=np.float64),
         "intercept": np.asarray(lr.intercept_, dtype=np.float64),
         "vectorizers": specs,
-        "rules": [{"name": r.name, "patterns": list(r.patterns), "label": r.label} for r in router.rules],
+        "rules": [r.to_dict() for r in router.rules],
         "label_to_agent": dict(router.registry.label_to_agent),
         "fallback_agent": router.registry.fallback_agent,
     }
@@ -106,11 +89,10 @@ class ServingRouter:
         self.threshold = float(bundle["threshold"])
         self.classes = bundle["classes"]
         self.intercept = bundle["intercept"]
-        self.rules = [
-            (r["name"], r["label"], [re.compile(p, re.IGNORECASE) for p in r["patterns"]]) for r in bundle["rules"]
-        ]
+        self.rules = [Rule.create(**r) for r in bundle["rules"]]
         self.label_to_agent = bundle["label_to_agent"]
         self.fallback_agent = bundle["fallback_agent"]
+        self.policy = DecisionPolicy(self.classes, self.threshold, self.label_to_agent, self.fallback_agent, self.rules)
         self._parts = []
         offset = 0
         for spec in bundle["vectorizers"]:
@@ -121,37 +103,9 @@ class ServingRouter:
     def predict_proba_one(self, text: str) -> np.ndarray:
         return linear_proba(text, self._parts, self.intercept)
 
-    def _route_for_label(self, label: str) -> str:
-        return self.label_to_agent.get(label, "fallback")
-
     def route(self, text: str) -> dict[str, Any]:
-        text = "" if text is None else str(text)
-        for name, label, patterns in self.rules:
-            if all(p.search(text) for p in patterns):
-                route = self._route_for_label(label)
-                reason = "no_agent" if route == "fallback" else ""
-                return self._decision(route, label, label, 1.0, reason, name)
-        proba = self.predict_proba_one(text)
-        k = int(proba.argmax())
-        label, confidence = self.classes[k], float(proba[k])
-        if confidence < self.threshold:
-            return self._decision("fallback", label, "oos", confidence, "low_confidence", "")
-        if label == "oos":
-            return self._decision("fallback", label, "oos", confidence, "out_of_scope", "")
-        route = self._route_for_label(label)
-        return self._decision(route, label, label, confidence, "no_agent" if route == "fallback" else "", "")
-
-    def _decision(self, route, pred_label, decided_label, confidence, reason, rule) -> dict[str, Any]:
-        return {
-            "route": route,
-            "agent": self.fallback_agent if route == "fallback" else route,
-            "pred_label": pred_label,
-            "decided_label": decided_label,
-            "confidence": confidence,
-            "fallback": route == "fallback",
-            "fallback_reason": reason,
-            "rule": rule,
-        }
+        """The decision for one text, as a dict (``decision.DECISION_COLUMNS``)."""
+        return self.policy.decide(text, self.predict_proba_one).to_dict()
 
 
 def load(path: Path) -> ServingRouter:
