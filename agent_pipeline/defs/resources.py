@@ -13,6 +13,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from agent_pipeline.defs.executors import selected_executor
 from agent_pipeline.lib.core import settings
 from agent_pipeline.lib.registry.models import ModelRegistry
 from agent_pipeline.lib.router.agents import AgentRegistry, load_agent_registry, load_yaml
@@ -124,7 +125,8 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
 
 @dg.definitions
 def resources() -> dg.Definitions:
-    # In-process execution: every step subprocess would re-import the code location and the
-    # ML libraries (seconds each on 2 cores, DEPS.md gotcha 5); the steps here are CPU-bound
-    # and the graph is small, so one process is faster end to end.
-    return dg.Definitions(resources=build_resources(), executor=dg.in_process_executor)
+    # In-process execution by default: every step subprocess would re-import the code location
+    # and the ML libraries (seconds each on 2 cores, DEPS.md gotcha 5); the steps here are
+    # CPU-bound and the graph is small. AGENT_PIPELINE_EXECUTOR selects multiprocess, Celery or
+    # Kubernetes instead (defs/executors.py, deploy/README.md).
+    return dg.Definitions(resources=build_resources(), executor=selected_executor())
