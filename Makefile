@@ -1,4 +1,6 @@
 # The two commands of the README are `make run` and `make test`; both set up .venv first.
+# `make test-integration` runs the tests against real servers (Postgres, Redis, Celery, Chromium);
+# scripts/ci_services.sh installs their Debian packages (.ci/run calls both).
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -10,13 +12,15 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 HOST ?= 127.0.0.1
 PORT ?= 3000
+MLFLOW_PORT ?= 5000
 
-.PHONY: setup run test demo bench lock clean-state help
+.PHONY: setup run test test-integration demo bench lock clean-state help
 
 help:
 	@echo "make setup   build .venv from requirements.lock (idempotent)"
-	@echo "make run     Dagster UI + daemon on http://$(HOST):$(PORT)"
-	@echo "make test    the whole test suite"
+	@echo "make run     Dagster UI + daemon on http://$(HOST):$(PORT), MLflow UI on http://$(HOST):$(MLFLOW_PORT)"
+	@echo "make test    the test suite (what CI runs first)"
+	@echo "make test-integration  tests against real Postgres, Redis, Celery workers and Chromium"
 	@echo "make demo    the lifecycle, headless, in a fresh state folder"
 	@echo "make bench   the benchmarks (bench/)"
 
@@ -33,11 +37,16 @@ $(STAMP): requirements.lock requirements-nodeps.txt pyproject.toml Makefile
 	echo "import agent_pipeline._home" > "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/zz_agent_pipeline_home.pth"
 	touch $(STAMP)
 
+# dg dev (Dagster UI + daemon) and the MLflow UI on the same state folder (agent_pipeline/run_local.py).
 run: setup
-	$(BIN)/dagster dev -w workspace.yaml -h $(HOST) -p $(PORT)
+	$(BIN)/python -m agent_pipeline.run_local --host $(HOST) --port $(PORT) --mlflow-port $(MLFLOW_PORT)
 
 test: setup
-	$(BIN)/python -m pytest -n 2 --dist loadfile
+	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not integration"
+
+# One test at a time: each starts its own servers (bash scripts/ci_services.sh installs them).
+test-integration: setup
+	$(BIN)/python -m pytest -m integration -v
 
 demo: setup
 	$(BIN)/python -m agent_pipeline.demo
