@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -78,6 +79,12 @@ def test_new_topic_drift_retrains_once_and_promotes_v2(small_inputs, pipeline_en
         drifted = [day for day in new_topic if reports[day]["drift_detected"]]
         # At least two drifted days, so the second one met the cooldown instead of a second run.
         assert len(drifted) >= 2, {d: reports[d].get("drift_reasons") for d in new_topic}
+        # Each report opens from its metadata link (MLflow's artifact viewer) and says what it is.
+        for day in days:
+            assert reports[day]["report"].endswith(f"/artifacts/drift/{day}.html"), reports[day]["report"]
+            page = Path(reports[day]["report_html"]).read_text(encoding="utf-8")
+            assert f"<title>Drift report {day}: traffic vs reference of model v1</title>" in page
+            assert "served by model version v1" in page
 
         monitoring = instance.get_runs(filters=dg.RunsFilter(job_name="traffic_monitoring_job"))
         assert len(monitoring) == 2 * DAYS_PER_PHASE
@@ -104,6 +111,10 @@ def test_new_topic_drift_retrains_once_and_promotes_v2(small_inputs, pipeline_en
 
     store = ModelRegistry(home=home)
     assert store.alias_version("champion") == "2"
+    drift_runs = store.client.search_runs([store._activate()], filter_string=f"tags.day = '{drifted[0]}'")
+    assert [r.data.tags["reference_model_version"] for r in drift_runs] == ["1"]
+    logged = [a.path for a in store.client.list_artifacts(drift_runs[0].info.run_id, "drift")]
+    assert logged == [f"drift/{drifted[0]}.html", f"drift/{drifted[0]}.json"]
     assert store.alias_version("previous-champion") == "1"
     last = read_audit(home)[-1]
     assert (last["action"], last["version"], last["dagster_run_id"]) == ("promote", "2", retrain.run_id)

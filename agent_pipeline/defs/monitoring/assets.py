@@ -6,7 +6,7 @@ import dagster as dg
 
 from agent_pipeline.defs.resources import MlflowRegistry, RouterFiles, StateFolder
 from agent_pipeline.lib.core import settings
-from agent_pipeline.lib.monitoring import drift, ingest
+from agent_pipeline.lib.monitoring import drift, ingest, report_page
 from agent_pipeline.lib.monitoring import records as monitoring
 
 OWNERS = ["team:ml-platform"]
@@ -82,7 +82,9 @@ def drift_report(context: dg.AssetExecutionContext, mlflow: MlflowRegistry, stat
     Route mix, fallback rate, confidence, text length and word count, out-of-vocabulary rate
     against the router's vocabulary, and an 8-dimensional projection of the router's TF-IDF
     features (a new topic shows there even when the route mix does not move). The HTML report
-    is written to ``reports/drift/<date>.html`` and linked; the verdict and every per-feature
+    (headed by its day, the reference's model version and the versions that served the day) is
+    written to ``reports/drift/<date>.html`` and logged to MLflow as run ``drift-<date>``; the
+    ``report`` link opens it in the MLflow UI. The verdict and every per-feature
     score are metadata. The ``drift_retrain_sensor`` reacts to ``drift_detected``. It depends on
     ``champion_model`` because the reference is captured there. A day with less traffic than
     the report needs is reported as insufficient (no verdict), not as drift.
@@ -121,10 +123,35 @@ def drift_report(context: dg.AssetExecutionContext, mlflow: MlflowRegistry, stat
     router = mlflow.open(state.path).load(version=reference_version).router
     result = monitoring.day_drift(log, reference, router, html_path=out_dir / f"{partition}.html", seed=20261125)
     (out_dir / f"{partition}.json").write_text(json.dumps(result.to_dict(), indent=2, sort_keys=True, default=str))
+    served = sorted({str(v) for v in log["model_version"].dropna()}) if "model_version" in log else []
+    report_page.annotate(
+        out_dir / f"{partition}.html",
+        report_page.describe(
+            day=partition,
+            reference_version=reference_version,
+            reference_rows=len(reference),
+            served_versions=served,
+            n_records=len(log),
+            drift_detected=result.drift_detected,
+            reasons=result.reasons,
+        ),
+    )
+    # The report opens from the UI: logged to MLflow and linked to its artifact viewer.
+    store = mlflow.open(state.path)
+    run_id = store.log_drift_report(
+        partition,
+        reference_version,
+        metrics={"drift_share": result.drift_share, "drift_detected": float(result.drift_detected)},
+        tags={"dagster_run_id": context.run_id, "served_model_versions": ",".join(served)},
+        files=[out_dir / f"{partition}.html", out_dir / f"{partition}.json"],
+    )
     metadata = {
         **result.to_metadata(),
         "reference_model_version": reference_version,
+        "served_model_versions": ", ".join(served) or "unknown",
         "n_records": len(log),
+        "report": dg.MetadataValue.url(store.artifact_url(run_id, f"drift/{partition}.html")),
+        "mlflow_run": dg.MetadataValue.url(store.run_url(run_id)),
         "report_html": dg.MetadataValue.path(str(out_dir / f"{partition}.html")),
         "report_json": dg.MetadataValue.path(str(out_dir / f"{partition}.json")),
     }

@@ -120,6 +120,12 @@ class ModelRegistry:
         base = self.ui_url or "mlflow-ui"
         return f"{base}/#/experiments/{self._activate()}/runs/{run_id}"
 
+    def artifact_url(self, run_id: str, path: str) -> str:
+        """The MLflow UI's viewer of one artifact of a run (HTML renders there; the raw download
+        endpoint serves every file as an attachment)."""
+        base = self.ui_url or "mlflow-ui"
+        return f"{base}/#/experiments/{self._activate()}/runs/{run_id}/artifacts/{path}"
+
     def version_url(self, version: str) -> str:
         base = self.ui_url or "mlflow-ui"
         return f"{base}/#/models/{self.model_name}/versions/{version}"
@@ -192,6 +198,21 @@ class ModelRegistry:
             mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v == v})  # NaN-free
             for rel_dir, path in files.items():
                 mlflow.log_artifact(str(path), artifact_path=rel_dir or None)
+            return run.info.run_id
+
+    def log_drift_report(
+        self, day: str, reference_version: str, *, metrics: dict[str, float], tags: dict[str, str], files: list[Path]
+    ) -> str:
+        """Log one day's drift report (HTML, JSON) as run ``drift-<day>``; returns the run id.
+        The files go under the artifact folder ``drift/``."""
+        import mlflow
+
+        self._activate()
+        run_tags = {**tags, "day": day, "reference_model_version": str(reference_version), "kind": "drift_report"}
+        with mlflow.start_run(run_name=f"drift-{day}", tags=run_tags) as run:
+            mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v == v})
+            for path in files:
+                mlflow.log_artifact(str(path), artifact_path="drift")
             return run.info.run_id
 
     # -- reading ---------------------------------------------------------------------------
