@@ -90,6 +90,16 @@ class Browser:
             )
         )
 
+    def type_into(self, selector: str, text: str) -> bool:
+        """Focus the first ``selector`` and type ``text`` as keystrokes would (React sees input events)."""
+        if not self.evaluate(
+            f"(() => {{ const el = document.querySelector({json.dumps(selector)}); if (!el) return false; "
+            "el.focus(); return true; })()"
+        ):
+            return False
+        self.call("Input.insertText", text=text)
+        return True
+
     def links(self, contains: str) -> list[str]:
         return self.evaluate(
             f"[...document.querySelectorAll('a')].map(a => a.href).filter(h => h.includes({json.dumps(contains)}))"

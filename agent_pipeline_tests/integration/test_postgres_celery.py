@@ -51,7 +51,7 @@ def dg_launch_job(env: dict[str, str], job: str, log: Path) -> float:
 
 
 @pytest.fixture(scope="module")
-def deployment(small_inputs, postgres, redis_server, tmp_path_factory):
+def deployment(small_inputs, postgres, redis_server, tmp_path_factory, relaxed_latency_gates):
     """Environment of a Postgres + Celery deployment, with two workers running."""
     home = tmp_path_factory.mktemp("deploy") / "home"
     dagster_home = home / "dagster"
@@ -60,6 +60,7 @@ def deployment(small_inputs, postgres, redis_server, tmp_path_factory):
     postgres.create_database("dagster")
     postgres.create_database("mlflow")
     env = subprocess_env(small_inputs, home)
+    env["AGENT_PIPELINE_GATES_CONFIG"] = str(relaxed_latency_gates)
     env.update(postgres.dagster_env("dagster"))
     env.update(
         {
@@ -114,7 +115,7 @@ def deployment(small_inputs, postgres, redis_server, tmp_path_factory):
             processes.stop_group(w)
 
 
-def test_lifecycle_on_postgres_with_celery_workers(deployment, postgres, small_inputs, tmp_path):
+def test_lifecycle_on_postgres_with_celery_workers(deployment, postgres, small_inputs, tmp_path, relaxed_latency_gates):
     env, home, logs = deployment["env"], deployment["home"], deployment["logs"]
     celery_s = dg_launch_job(env, "train_and_promote_job", logs / "celery-lifecycle.log")
 
@@ -171,6 +172,7 @@ def test_lifecycle_on_postgres_with_celery_workers(deployment, postgres, small_i
     embedded_home = tmp_path / "embedded"
     embedded_env = subprocess_env(small_inputs, embedded_home)
     embedded_env["PYTHONPATH"] = env["PYTHONPATH"]
+    embedded_env["AGENT_PIPELINE_GATES_CONFIG"] = str(relaxed_latency_gates)
     embedded_s = dg_launch_job(embedded_env, "train_and_promote_job", logs / "embedded-lifecycle.log")
     timings = {
         "postgres_celery_s": round(celery_s, 1),
