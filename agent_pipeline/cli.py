@@ -169,7 +169,10 @@ def cmd_status(args) -> int:
 
     store = _registry(args)
     aliases = {a: store.alias_version(a) for a in (CHAMPION, PREVIOUS_CHAMPION, CANDIDATE)}
-    out: dict[str, Any] = {"model_name": store.model_name, "tracking_uri": store.tracking_uri, "aliases": aliases}
+    from agent_pipeline.lib.core.settings import redact_uri
+
+    shown_uri = redact_uri(store.tracking_uri)  # a Postgres URI carries a password
+    out: dict[str, Any] = {"model_name": store.model_name, "tracking_uri": shown_uri, "aliases": aliases}
     for alias in (CHAMPION, CANDIDATE):
         v = aliases[alias]
         # The gates ran on the candidate evaluation; the champion's latest is the nightly one.
@@ -194,7 +197,7 @@ def cmd_status(args) -> int:
     )
     audit = read_audit(store.home)
     out["last_actions"] = audit[-5:]
-    lines = [f"model {store.model_name} ({store.tracking_uri})"]
+    lines = [f"model {store.model_name} ({shown_uri})"]
     lines += [f"  {a:<18} v{v}" if v else f"  {a:<18} -" for a, v in aliases.items()]
     for alias in (CHAMPION, CANDIDATE):
         e = out[f"{alias}_evaluation"]

@@ -166,7 +166,9 @@ def test_lifecycle_on_postgres_with_celery_workers(deployment, postgres, small_i
         [str(BIN / "agent-pipeline"), "status", "--json"], env=env, capture_output=True, text=True, timeout=120
     )
     assert status.returncode == 0, status.stderr
-    assert json.loads(status.stdout)["aliases"]["champion"] == "1"
+    shown = json.loads(status.stdout)
+    assert shown["aliases"]["champion"] == "1"
+    assert postgres.password not in status.stdout and shown["tracking_uri"].startswith("postgresql+psycopg2://agent:***@")
 
     # The embedded default, same job and inputs, for the timing.
     embedded_home = tmp_path / "embedded"
