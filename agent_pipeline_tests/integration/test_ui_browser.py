@@ -151,9 +151,10 @@ def test_lifecycle_and_drift_report_through_the_ui(servers, browser):
     browser.screenshot(SHOTS / "04_candidate_evaluation_checks.png")
     browser.goto(f"{ui}/assets/candidate_evaluation")
     browser.wait_text("Metadata", "route_accuracy", "Plots", timeout=90)
+    # Plots come alphabetically (batch_* first); the key filter (typed in the table view, kept
+    # by the plots) shows the quality metrics a person looks for.
+    assert browser.type_into('input[placeholder="Filter metadata keys"]', "accuracy"), "no metadata filter"
     assert browser.click("Plots"), "no Plots toggle on the asset page"
-    # Plots come alphabetically (batch_* first); the filter shows the quality metrics a person looks for.
-    assert browser.type_into('input[placeholder="Filter metadata keys"]', "accuracy")
     processes.wait_until(
         lambda: browser.evaluate("document.querySelectorAll('canvas').length") >= 3, 60, what="metric charts drawn"
     )
