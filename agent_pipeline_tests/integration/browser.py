@@ -100,6 +100,17 @@ class Browser:
         self.call("Input.insertText", text=text)
         return True
 
+    def scroll_to_text(self, text: str) -> bool:
+        """Scroll the first element whose own text is ``text`` to the top of its scroll area."""
+        return bool(
+            self.evaluate(
+                f"""(() => {{
+                  const el = [...document.querySelectorAll('body *')]
+                    .find(e => e.children.length === 0 && e.textContent.trim() === {json.dumps(text)});
+                  if (!el) return false; el.scrollIntoView({{block: 'start'}}); return true; }})()"""
+            )
+        )
+
     def links(self, contains: str) -> list[str]:
         return self.evaluate(
             f"[...document.querySelectorAll('a')].map(a => a.href).filter(h => h.includes({json.dumps(contains)}))"

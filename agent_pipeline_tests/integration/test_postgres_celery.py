@@ -168,7 +168,9 @@ def test_lifecycle_on_postgres_with_celery_workers(deployment, postgres, small_i
     assert status.returncode == 0, status.stderr
     shown = json.loads(status.stdout)
     assert shown["aliases"]["champion"] == "1"
-    assert postgres.password not in status.stdout and shown["tracking_uri"].startswith("postgresql+psycopg2://agent:***@")
+    assert postgres.password not in status.stdout and shown["tracking_uri"].startswith(
+        "postgresql+psycopg2://agent:***@"
+    )
 
     # The embedded default, same job and inputs, for the timing.
     embedded_home = tmp_path / "embedded"

@@ -29,6 +29,10 @@ from agent_pipeline.lib.core.errors import RegistryError
 CANDIDATE = "candidate"
 CHAMPION = "champion"
 PREVIOUS_CHAMPION = "previous-champion"
+# The MLflow 3 UI opens an untagged experiment in its GenAI view ("Evaluation runs", traces,
+# prompts); this tag opens the model-training view (training runs, metrics, models) a router needs.
+EXPERIMENT_KIND = "mlflow.experimentKind"
+MODEL_TRAINING = "custom_model_development"
 PIP_REQUIREMENTS = ["scikit-learn>=1.9,<2", "pandas>=2.2,<3", "numpy>=2,<3", "pyyaml>=6", "mlflow>=3.17,<4"]
 
 
@@ -109,10 +113,12 @@ class ModelRegistry:
                     root.mkdir(parents=True, exist_ok=True)
                     artifact_location = root.as_uri()
                 self._experiment_id = self.client.create_experiment(
-                    self.experiment, artifact_location=artifact_location
+                    self.experiment, artifact_location=artifact_location, tags={EXPERIMENT_KIND: MODEL_TRAINING}
                 )
             else:
                 self._experiment_id = exp.experiment_id
+                if EXPERIMENT_KIND not in exp.tags:
+                    self.client.set_experiment_tag(self._experiment_id, EXPERIMENT_KIND, MODEL_TRAINING)
         mlflow.set_experiment(experiment_id=self._experiment_id)
         return self._experiment_id
 
