@@ -75,6 +75,11 @@ def deployment(small_inputs, postgres, redis_server, tmp_path_factory, relaxed_l
     )
     logs = ARTIFACTS / "integration"
     logs.mkdir(parents=True, exist_ok=True)
+    # Create Dagster's schema once (deploy/README.md step 2), not in a race between the workers.
+    migrate = subprocess.run(
+        [str(BIN / "dagster"), "instance", "migrate"], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert migrate.returncode == 0, migrate.stdout + migrate.stderr
     workers = [
         processes.start_group(
             [

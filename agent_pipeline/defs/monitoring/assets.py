@@ -145,13 +145,14 @@ def drift_report(context: dg.AssetExecutionContext, mlflow: MlflowRegistry, stat
         tags={"dagster_run_id": context.run_id, "served_model_versions": ",".join(served)},
         files=[out_dir / f"{partition}.html", out_dir / f"{partition}.json"],
     )
+    # The links first: the UI lists metadata in this order, above some thirty per-feature scores.
     metadata = {
+        "report": dg.MetadataValue.url(store.artifact_url(run_id, f"drift/{partition}.html")),
+        "mlflow_run": dg.MetadataValue.url(store.run_url(run_id)),
         **result.to_metadata(),
         "reference_model_version": reference_version,
         "served_model_versions": ", ".join(served) or "unknown",
         "n_records": len(log),
-        "report": dg.MetadataValue.url(store.artifact_url(run_id, f"drift/{partition}.html")),
-        "mlflow_run": dg.MetadataValue.url(store.run_url(run_id)),
         "report_html": dg.MetadataValue.path(str(out_dir / f"{partition}.html")),
         "report_json": dg.MetadataValue.path(str(out_dir / f"{partition}.json")),
     }

@@ -175,12 +175,20 @@ class ModelRegistry:
                     mlflow.log_dict(obj, rel)
             router_path = Path(tmp) / "router.joblib"
             joblib.dump(router, router_path)
-            info = mlflow.pyfunc.log_model(
-                name="router",
-                python_model=RouterModel(),
-                artifacts={"router": str(router_path)},
-                pip_requirements=PIP_REQUIREMENTS,
-            )
+            # MLflow warns on every log that a Python-object model is CloudPickled; RouterModel is
+            # this package's own class (pickled by reference), so the caution is noise here.
+            pyfunc_log = logging.getLogger("mlflow.pyfunc")
+            level = pyfunc_log.level
+            pyfunc_log.setLevel(logging.ERROR)
+            try:
+                info = mlflow.pyfunc.log_model(
+                    name="router",
+                    python_model=RouterModel(),
+                    artifacts={"router": str(router_path)},
+                    pip_requirements=PIP_REQUIREMENTS,
+                )
+            finally:
+                pyfunc_log.setLevel(level)
             run_id = run.info.run_id
         mv = mlflow.register_model(info.model_uri, self.model_name, tags={**tags, "run_id": run_id})
         self.client.set_registered_model_alias(self.model_name, CANDIDATE, mv.version)
