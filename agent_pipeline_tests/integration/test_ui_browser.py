@@ -126,7 +126,9 @@ def test_lifecycle_and_drift_report_through_the_ui(servers, browser):
 
     # 1. The asset graph shows the lifecycle's groups.
     browser.goto(f"{ui}/asset-groups")
-    browser.wait_text("Global asset lineage", *GROUPS, timeout=120)
+    # "Jobs" joins the navigation once the code location has loaded; the edges draw after it.
+    browser.wait_text("Global asset lineage", "Jobs", *GROUPS, timeout=180)
+    time.sleep(3)
     browser.screenshot(SHOTS / "01_asset_graph.png")
 
     # 2. Materialize all, clicked on the lifecycle job's page, launches a run that finishes.
@@ -181,6 +183,8 @@ def test_lifecycle_and_drift_report_through_the_ui(servers, browser):
     browser.goto(f"{ui}/assets/drift_report")
     processes.wait_until(lambda: browser.links("/artifacts/drift/"), 90, what="the report link on the asset page")
     assert report_url in browser.links("/artifacts/drift/")
+    browser.scroll_to_text("Metadata")
+    time.sleep(1)
     browser.screenshot(SHOTS / "06_drift_report_asset.png")
 
     browser.goto(report_url)
