@@ -54,6 +54,14 @@ def healthy(url: str) -> bool:
         return False
 
 
+def port_in_use(host: str, port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex((host, port)) == 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m agent_pipeline.run_local", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
@@ -69,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, on_signal)  # also undoes an inherited SIG_IGN (G12)
 
+    for port, what in ((args.port, "PORT (Dagster UI)"), (args.mlflow_port, "MLFLOW_PORT (MLflow UI)")):
+        if port_in_use(args.host, port):
+            print(f"error: {args.host}:{port} is already in use; free it or pass another {what}", file=sys.stderr)
+            return 2
     home = settings.pipeline_home()
     logs = home / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -96,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
             for name, proc in children:
                 if proc.poll() is not None:
                     print(f"{name} exited with code {proc.returncode}; stopping the others", file=sys.stderr)
+                    if name == "mlflow":  # its output went to the log file: show why (e.g. port in use)
+                        tail = (logs / "mlflow-server.log").read_text(errors="replace").splitlines()[-8:]
+                        print("\n".join(tail), file=sys.stderr)
                     code = proc.returncode or 1
                     stop["signal"] = -1
             if not announced and healthy(f"{mlflow_url}/health"):
