@@ -94,7 +94,15 @@ def test_status_json_shows_champion_gates_baseline_and_audit(small_inputs, home)
     out = ok_json(cli(small_inputs, home, "status", "--json"))
     assert out["aliases"] == {"champion": "1", "candidate": "1", "previous-champion": None}
     assert out["candidate_evaluation"]["gates"] == dict.fromkeys(
-        ["critical_cases_pass", "latency_within_slo", "no_regression_vs_baseline", "routing_is_deterministic"], "passed"
+        [
+            "critical_cases_pass",
+            "latency_within_slo",
+            "no_regression_vs_baseline",
+            "routing_is_deterministic",
+            "safety_probes_pass",
+            "survives_agent_faults",
+        ],
+        "passed",
     )
     assert out["baseline"]["version"] == "1"
     assert [(a["action"], a["version"]) for a in out["last_actions"]] == [("promote", "1")]

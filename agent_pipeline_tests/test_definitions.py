@@ -17,6 +17,7 @@ ASSET_GROUPS = {
     "validation_examples": "datasets",
     "golden_eval_set": "datasets",
     "synthetic_eval_set": "datasets",
+    "safety_probes": "datasets",
     "router_candidate": "training",
     "candidate_evaluation": "evaluation",
     "champion_evaluation": "evaluation",
@@ -26,13 +27,21 @@ ASSET_GROUPS = {
     "drift_report": "monitoring",
 }
 DATASET_CHECKS = {"passes_dataset_expectations", "no_text_shared_with_training"}
-GATES = {"no_regression_vs_baseline", "critical_cases_pass", "routing_is_deterministic", "latency_within_slo"}
+GATES = {
+    "no_regression_vs_baseline",
+    "critical_cases_pass",
+    "routing_is_deterministic",
+    "latency_within_slo",
+    "safety_probes_pass",
+    "survives_agent_faults",
+}
 # asset -> {check name: blocking}
 CHECKS = {
     "training_examples": {"passes_dataset_expectations": True},
     "validation_examples": dict.fromkeys(DATASET_CHECKS, True),
     "golden_eval_set": dict.fromkeys(DATASET_CHECKS, True),
     "synthetic_eval_set": dict.fromkeys(DATASET_CHECKS, True),
+    "safety_probes": {"passes_dataset_expectations": True},
     "candidate_evaluation": dict.fromkeys(GATES, True),
     "champion_evaluation": {"champion_holds_baseline": False},
     "inference_log": {"traffic_received": False},
@@ -56,7 +65,8 @@ SENSORS = {
 UPSTREAM = {
     "champion_model": {"candidate_evaluation", "validation_examples"},
     "drift_report": {"inference_log", "champion_model"},
-    "candidate_evaluation": {"router_candidate", "golden_eval_set", "synthetic_eval_set"},
+    "candidate_evaluation": {"router_candidate", "golden_eval_set", "synthetic_eval_set", "safety_probes"},
+    "champion_evaluation": {"champion_model", "golden_eval_set", "synthetic_eval_set", "safety_probes"},
     "router_candidate": {"training_examples", "validation_examples"},
     "synthetic_eval_set": {"golden_eval_set", "validation_examples", "training_examples"},
 }
@@ -119,6 +129,7 @@ def test_train_and_promote_job_runs_datasets_to_champion_and_nothing_else(defs):
         "validation_examples",
         "golden_eval_set",
         "synthetic_eval_set",
+        "safety_probes",
         "router_candidate",
         "candidate_evaluation",
         "champion_model",

@@ -20,7 +20,7 @@ train_and_promote_job = dg.define_asset_job(
 
 champion_eval_job = dg.define_asset_job(
     "champion_eval_job",
-    selection=dg.AssetSelection.assets("golden_eval_set", "synthetic_eval_set", "champion_evaluation")
+    selection=dg.AssetSelection.assets("golden_eval_set", "synthetic_eval_set", "safety_probes", "champion_evaluation")
     | dg.AssetSelection.assets("synthetic_eval_set").upstream(),
     description="Re-evaluate the serving champion on the current eval sets, without retraining.",
 )

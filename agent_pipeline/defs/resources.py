@@ -17,6 +17,7 @@ from agent_pipeline.defs.executors import selected_executor
 from agent_pipeline.lib.core import settings
 from agent_pipeline.lib.registry.models import ModelRegistry
 from agent_pipeline.lib.router.agents import AgentRegistry, load_agent_registry, load_yaml
+from agent_pipeline.lib.router.guard import Guard, guard_from_config
 from agent_pipeline.lib.router.model import Rule, TrainSettings, rules_from_config
 
 
@@ -41,6 +42,7 @@ class RouterFiles(dg.ConfigurableResource):
     train_path: str = str(settings.DEFAULT_TRAIN_DATA)
     validation_path: str = str(settings.DEFAULT_VALIDATION_DATA)
     golden_path: str = str(settings.DEFAULT_GOLDEN_DATA)
+    safety_probes_path: str = str(settings.DEFAULT_SAFETY_PROBES)
     agents_config: str = str(settings.DEFAULT_AGENTS_CONFIG)
     router_config: str = str(settings.DEFAULT_ROUTER_CONFIG)
     min_train_examples_per_label: int = 20
@@ -50,6 +52,10 @@ class RouterFiles(dg.ConfigurableResource):
 
     def registry(self) -> AgentRegistry:
         return load_agent_registry(self.agents_config)
+
+    def router_guard(self) -> Guard | None:
+        """The guard stage declared in the router config (None when ``guard.enabled: false``)."""
+        return guard_from_config(load_yaml(self.router_config, "router config"), self.router_config)
 
     def router_settings(self) -> tuple[list[Rule], TrainSettings]:
         raw = load_yaml(self.router_config, "router config")
@@ -110,6 +116,7 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
             train_path=env_or("AGENT_PIPELINE_TRAIN_DATA", str(settings.DEFAULT_TRAIN_DATA)),
             validation_path=env_or("AGENT_PIPELINE_VALIDATION_DATA", str(settings.DEFAULT_VALIDATION_DATA)),
             golden_path=env_or("AGENT_PIPELINE_GOLDEN_DATA", str(settings.DEFAULT_GOLDEN_DATA)),
+            safety_probes_path=env_or("AGENT_PIPELINE_SAFETY_PROBES", str(settings.DEFAULT_SAFETY_PROBES)),
             agents_config=env_or("AGENT_PIPELINE_AGENTS_CONFIG", str(settings.DEFAULT_AGENTS_CONFIG)),
             router_config=env_or("AGENT_PIPELINE_ROUTER_CONFIG", str(settings.DEFAULT_ROUTER_CONFIG)),
         ),

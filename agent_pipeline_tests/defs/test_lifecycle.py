@@ -36,8 +36,15 @@ from agent_pipeline.lib.monitoring import records as monitoring
 from agent_pipeline.lib.registry.models import CHAMPION, PREVIOUS_CHAMPION, ModelRegistry, read_audit
 from agent_pipeline.lib.serving import bundle as serving
 
-GATES = {"no_regression_vs_baseline", "critical_cases_pass", "routing_is_deterministic", "latency_within_slo"}
-DATASET_ASSETS = ("training_examples", "validation_examples", "golden_eval_set", "synthetic_eval_set")
+GATES = {
+    "no_regression_vs_baseline",
+    "critical_cases_pass",
+    "routing_is_deterministic",
+    "latency_within_slo",
+    "safety_probes_pass",
+    "survives_agent_faults",
+}
+DATASET_ASSETS = ("training_examples", "validation_examples", "golden_eval_set", "synthetic_eval_set", "safety_probes")
 
 
 @dataclass
@@ -142,7 +149,7 @@ def test_first_run_promotes_v1_after_every_check_passed(story):
     assert a.materialized == {*DATASET_ASSETS, "router_candidate", "candidate_evaluation", "champion_model"}
     assert {name for asset, name in a.checks if asset == "candidate_evaluation"} == GATES
     assert [k for k, e in a.checks.items() if not e.passed] == []
-    assert len(a.checks) == 11  # 7 dataset checks + 4 gates
+    assert len(a.checks) == 14  # 8 dataset checks + 6 gates
     assert (a.champion, a.previous_champion, a.served) == ("1", None, "1")
 
 

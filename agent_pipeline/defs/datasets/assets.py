@@ -103,6 +103,23 @@ def golden_eval_set(files: RouterFiles) -> dg.Output[pd.DataFrame]:
     return dataset_output(df, files.golden_path)
 
 
+@dg.asset(group_name="datasets", kinds={"pandas", "csv"}, owners=OWNERS)
+def safety_probes(files: RouterFiles) -> dg.Output[pd.DataFrame]:
+    """Adversarial probes (injection, jailbreak, agent mimicry, obfuscation, personal data, abuse)
+    that must take the fallback; the ``safety_probes_pass`` gate measures the attack success rate."""
+    df = datasets.load_dataset(files.safety_probes_path, files.registry(), id_prefix="probe")
+    tags = df["tags"].str.split(";")
+    return dataset_output(
+        df,
+        files.safety_probes_path,
+        {
+            "categories": dg.MetadataValue.json(tags.str[0].value_counts().to_dict()),
+            "n_tuned": int(datasets.has_tag(df["tags"], "tuned").sum()),
+            "n_untouched": int(datasets.has_tag(df["tags"], "untouched").sum()),
+        },
+    )
+
+
 @dg.asset(group_name="datasets", kinds={"pandas"}, owners=OWNERS)
 def synthetic_eval_set(
     files: RouterFiles,

@@ -26,14 +26,20 @@ def run_evaluation(
     version: str,
     eval_sets: dict[str, pd.DataFrame],
     kind: str,
+    probes: pd.DataFrame | None = None,
 ) -> tuple[evaluation.Evaluation, str]:
-    """Evaluate a registered version on the eval sets, save the folder, log an MLflow run."""
+    """Evaluate a registered version on the eval sets (and the safety probes, kept apart), save
+    the folder, log an MLflow run."""
     model = store.load(version=version)
+    versions = {name: datasets.fingerprint(df) for name, df in eval_sets.items()}
+    if probes is not None:
+        versions["safety_probes"] = datasets.fingerprint(probes)
     ev = evaluation.evaluate(
         model,
         {name.removesuffix("_eval_set"): df for name, df in eval_sets.items()},
         version=version,
-        dataset_versions={name: datasets.fingerprint(df) for name, df in eval_sets.items()},
+        dataset_versions=versions,
+        probes=probes,
     )
     folder = evaluation.save(ev, evaluation.evaluation_dir(store.home, version, evaluation_id(context, kind)))
     run_id = store.log_evaluation(
@@ -49,7 +55,11 @@ def run_evaluation(
             **{f"data_version.{k}": v for k, v in ev.dataset_versions.items()},
         },
         tags={"kind": kind, "dagster_run_id": context.run.run_id, "fingerprint": ev.fingerprint},
-        files={"evaluation": folder / "items.csv", "": folder / "metrics.json"},
+        files={
+            "evaluation": folder / "items.csv",
+            "": folder / "metrics.json",
+            **({"evaluation/safety": folder / "safety_items.csv"} if ev.safety_items is not None else {}),
+        },
     )
     context.log.info("evaluated v%s on %d cases: %s", version, len(ev.items), folder)
     return ev, run_id
@@ -100,12 +110,14 @@ def candidate_evaluation(
     router_candidate: dict,
     golden_eval_set: pd.DataFrame,
     synthetic_eval_set: pd.DataFrame,
+    safety_probes: pd.DataFrame,
 ) -> dg.Output[dict]:
     """The candidate routed over the golden and synthetic sets, with item-level results.
 
     Label accuracy, in-scope accuracy, fallback recall/precision, route accuracy, macro-F1,
     per-route precision/recall/F1, the confusion matrix, single-request latency and batch
-    throughput. Its blocking checks are the promotion gates.
+    throughput. The safety probes are routed too, kept apart (``safety_items.csv``) for the
+    ``safety_probes_pass`` gate. Its blocking checks are the promotion gates.
     """
     store = mlflow.open(state.path)
     ev, run_id = run_evaluation(
@@ -114,6 +126,7 @@ def candidate_evaluation(
         router_candidate["version"],
         {"golden_eval_set": golden_eval_set, "synthetic_eval_set": synthetic_eval_set},
         "candidate",
+        probes=safety_probes,
     )
     value = {**summary_value(ev, run_id), "tier": router_candidate.get("tier", "fast")}
     return dg.Output(value, metadata=evaluation_metadata(ev, store, run_id))
@@ -126,6 +139,7 @@ def champion_evaluation(
     state: StateFolder,
     golden_eval_set: pd.DataFrame,
     synthetic_eval_set: pd.DataFrame,
+    safety_probes: pd.DataFrame,
 ) -> dg.Output[dict]:
     """The serving champion re-evaluated on the current eval sets (nightly, and when they change).
 
@@ -145,6 +159,7 @@ def champion_evaluation(
         version,
         {"golden_eval_set": golden_eval_set, "synthetic_eval_set": synthetic_eval_set},
         "champion",
+        probes=safety_probes,
     )
     return dg.Output(summary_value(ev, run_id), metadata=evaluation_metadata(ev, store, run_id))
 

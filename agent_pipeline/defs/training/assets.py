@@ -55,6 +55,7 @@ def router_candidate(
         rules,
         train_settings,
         cache_dir=state.path / "cache" / "embeddings",  # accurate/cascade: unchanged texts are not re-embedded
+        guard=files.router_guard(),
     )
     curve = report.pop("threshold_curve")
     data_versions = {
@@ -83,6 +84,7 @@ def router_candidate(
             "seed": train_settings.seed,
             "threshold_objective": train_settings.threshold_objective,
             "rules": ",".join(r.name for r in rules),
+            "guard": ",".join(sorted(router.guard.patterns)) if router.guard is not None else "off",
             **{f"data_version.{k}": v for k, v in data_versions.items()},
         },
         metrics={k: v for k, v in report.items() if isinstance(v, (int, float))},

@@ -7,7 +7,10 @@ An evaluation is stored as a folder (``$AGENT_PIPELINE_HOME/evaluations/v<versio
   fingerprint; deterministic for the same model and data;
 * ``latency.json`` - single-request latency and batch throughput (machine-dependent, kept apart
   so the other files stay byte-identical across repeats);
-* ``confusion.md`` - the route confusion matrix.
+* ``confusion.md`` - the route confusion matrix;
+* ``safety_items.csv`` - the safety probes routed (same columns as ``items.csv``; kept apart so
+  the headline metrics, the critical cases and the regression comparison stay about the eval
+  sets; the ``safety_probes_pass`` gate reads it, ``lib/evaluation/safety.py``).
 
 The benchmark baseline is an evaluation folder copied to ``$AGENT_PIPELINE_HOME/baseline/``
 with who blessed it and when; every blessing is kept under ``baseline/history/``.
@@ -58,6 +61,7 @@ class Evaluation:
     latency: dict[str, float] = field(default_factory=dict)
     dataset_versions: dict[str, str] = field(default_factory=dict)
     path: Path | None = None
+    safety_items: pd.DataFrame | None = None  # the safety probes routed, when the evaluation had them
 
     @property
     def evaluation_id(self) -> str:
@@ -102,9 +106,15 @@ def evaluate(
     dataset_versions: Mapping[str, str] | None = None,
     measure_latency: bool = True,
     latency_sample: int = 500,
+    probes: pd.DataFrame | None = None,
 ) -> Evaluation:
-    """Evaluate ``model`` (anything with ``route_batch``; ``route_one`` for latency) on ``datasets``."""
+    """Evaluate ``model`` (anything with ``route_batch``; ``route_one`` for latency) on ``datasets``.
+
+    ``probes`` (the safety probe set) are routed too and kept as ``safety_items``, outside the
+    headline metrics.
+    """
     items = route_items(model, datasets)
+    safety_items = route_items(model, {"safety_probes": probes}) if probes is not None else None
     by_dataset = {name: m.compute_metrics(g) for name, g in items.groupby("dataset", sort=True)}
     latency: dict[str, float] = {}
     if measure_latency and len(items):
@@ -121,6 +131,7 @@ def evaluate(
         fingerprint=m.decisions_fingerprint(items),
         latency=latency,
         dataset_versions=dict(dataset_versions or {}),
+        safety_items=safety_items,
     )
 
 
@@ -144,9 +155,21 @@ def save(evaluation: Evaluation, directory: Path) -> Path:
     (directory / "items.csv.tmp").replace(directory / "items.csv")
     _write_json(directory / "metrics.json", evaluation.metrics_document())
     _write_json(directory / "latency.json", evaluation.latency)
+    if evaluation.safety_items is not None:
+        evaluation.safety_items.to_csv(directory / "safety_items.csv.tmp", index=False)
+        (directory / "safety_items.csv.tmp").replace(directory / "safety_items.csv")
     (directory / "confusion.md").write_text(evaluation.confusion_markdown() + "\n")
     evaluation.path = directory
     return directory
+
+
+def _read_items(path: Path) -> pd.DataFrame:
+    items = pd.read_csv(path, dtype=str, keep_default_na=False)
+    items["confidence"] = items["confidence"].astype(float)
+    for col in ("fallback", "passed", "label_correct"):
+        if col in items.columns:
+            items[col] = items[col].map({"True": True, "False": False}).astype(bool)
+    return items
 
 
 def load(directory: Path) -> Evaluation:
@@ -155,12 +178,10 @@ def load(directory: Path) -> Evaluation:
     if not (directory / "metrics.json").is_file() or not (directory / "items.csv").is_file():
         raise FileNotFoundError(f"{directory}: not an evaluation folder (metrics.json and items.csv expected)")
     doc = json.loads((directory / "metrics.json").read_text())
-    items = pd.read_csv(directory / "items.csv", dtype=str, keep_default_na=False)
-    items["confidence"] = items["confidence"].astype(float)
-    for col in ("fallback", "passed", "label_correct"):
-        if col in items.columns:
-            items[col] = items[col].map({"True": True, "False": False}).astype(bool)
+    items = _read_items(directory / "items.csv")
     latency = json.loads((directory / "latency.json").read_text()) if (directory / "latency.json").is_file() else {}
+    safety = directory / "safety_items.csv"
+    safety_items = _read_items(safety) if safety.is_file() else None
     return Evaluation(
         version=str(doc["version"]),
         items=items,
@@ -171,6 +192,7 @@ def load(directory: Path) -> Evaluation:
         latency=latency,
         dataset_versions=doc.get("dataset_versions", {}),
         path=directory,
+        safety_items=safety_items,
     )
 
 

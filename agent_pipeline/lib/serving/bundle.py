@@ -24,6 +24,7 @@ import numpy as np
 
 from agent_pipeline.lib.router.decision import DecisionPolicy, Rule
 from agent_pipeline.lib.router.fast import linear_proba
+from agent_pipeline.lib.router.guard import Guard
 from agent_pipeline.lib.router.textfeatures import TfidfBlock, spec_from_vectorizer
 
 # 2: a block may be plain counts ("idf": None; fast_model svm_nb). A router without such a block
@@ -65,6 +66,7 @@ def export(router, model_name: str, version: str, path: Path, tracking_uri: str 
         "rules": [r.to_dict() for r in router.rules],
         "label_to_agent": dict(router.registry.label_to_agent),
         "fallback_agent": router.registry.fallback_agent,
+        "guard": router.guard.to_spec() if getattr(router, "guard", None) is not None else None,
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -92,7 +94,9 @@ class ServingRouter:
         self.rules = [Rule.create(**r) for r in bundle["rules"]]
         self.label_to_agent = bundle["label_to_agent"]
         self.fallback_agent = bundle["fallback_agent"]
-        self.policy = DecisionPolicy(self.classes, self.threshold, self.label_to_agent, self.fallback_agent, self.rules)
+        self.guard = Guard.from_spec(bundle["guard"]) if bundle.get("guard") else None
+        stages = (self.guard.stages() if self.guard is not None else []) + self.rules
+        self.policy = DecisionPolicy(self.classes, self.threshold, self.label_to_agent, self.fallback_agent, stages)
         self._parts = []
         offset = 0
         for spec in bundle["vectorizers"]:
