@@ -91,17 +91,9 @@ def cmd_route(args) -> int:
         store = _registry(args)
         model = _load(args, store)
         model_name, version, d = store.model_name, model.version, model.route_one(args.text)
-    out = {
-        "route": d["route"],
-        "agent": d["agent"],
-        "label": d["decided_label"],
-        "predicted_label": d["pred_label"],
-        "confidence": round(float(d["confidence"]), 6),
-        "fallback": bool(d["fallback"]),
-        "fallback_reason": d["fallback_reason"] or None,
-        "rule": d["rule"] or None,
-        "model_version": version,
-    }
+    from agent_pipeline.lib.serving.decisions import decision_fields
+
+    out = decision_fields(d, version)
     why = f" ({d['fallback_reason']})" if d["fallback"] else ""
     _print(
         out,
@@ -316,6 +308,17 @@ def cmd_simulate_traffic(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    from agent_pipeline.lib.serving.app import ServeSettings, serve
+
+    try:
+        settings = ServeSettings.from_env(model_name=args.model_name)
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
+    serve(settings, host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="agent-pipeline", description=__doc__.splitlines()[0])
     p.add_argument(
@@ -372,6 +375,12 @@ def build_parser() -> argparse.ArgumentParser:
     version_args(sp)
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_simulate_traffic)
+
+    sp = sub.add_parser("serve", help="serve the champion over HTTP: POST /route, GET /healthz, GET /metrics")
+    sp.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: loopback only)")
+    sp.add_argument("--port", type=int, default=8000)
+    sp.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    sp.set_defaults(func=cmd_serve)
     return p
 
 
