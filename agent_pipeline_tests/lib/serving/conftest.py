@@ -36,7 +36,7 @@ def small_router(seed: int = 0):
 def served_home(tmp_path_factory) -> Path:
     """A state folder whose registry holds v1 (champion, with its serving bundle) and v2."""
     home = tmp_path_factory.mktemp("serve") / "home"
-    store = ModelRegistry(model_name="agent-router", home=home)
+    store = ModelRegistry(f"sqlite:///{settings.mlflow_dir(home) / 'mlflow.db'}", "agent-router", home=home)
     router = small_router()
     for _ in range(2):
         store.log_router(router, params={}, metrics={}, tags={})
