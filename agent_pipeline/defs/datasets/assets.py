@@ -9,6 +9,7 @@ import dagster as dg
 import pandas as pd
 
 from agent_pipeline.defs.resources import RouterFiles, StateFolder
+from agent_pipeline.defs.tracing import traced
 from agent_pipeline.lib.data import datasets, feedback
 from agent_pipeline.lib.data.synthetic import generate_variants
 from agent_pipeline.lib.router.decision import FALLBACK_ROUTE
@@ -36,6 +37,7 @@ def dataset_output(df: pd.DataFrame, source: str, extra: dict | None = None) -> 
 
 
 @dg.asset(group_name="datasets", kinds={"pandas", "csv"}, owners=OWNERS)
+@traced
 def training_examples(
     context: dg.AssetExecutionContext, files: RouterFiles, state: StateFolder
 ) -> dg.Output[pd.DataFrame]:
@@ -90,6 +92,7 @@ def training_examples(
 
 
 @dg.asset(group_name="datasets", kinds={"pandas", "csv"}, owners=OWNERS)
+@traced
 def validation_examples(files: RouterFiles) -> dg.Output[pd.DataFrame]:
     """Held-out validation split: tunes the confidence threshold and seeds synthetic variants."""
     df = datasets.load_dataset(files.validation_path, files.registry(), id_prefix="val")
@@ -97,6 +100,7 @@ def validation_examples(files: RouterFiles) -> dg.Output[pd.DataFrame]:
 
 
 @dg.asset(group_name="datasets", kinds={"pandas", "csv"}, owners=OWNERS)
+@traced
 def golden_eval_set(files: RouterFiles) -> dg.Output[pd.DataFrame]:
     """Hand-curated golden cases with expected routes; those tagged ``critical`` gate promotion."""
     df = datasets.load_dataset(files.golden_path, files.registry(), id_prefix="golden")
@@ -121,6 +125,7 @@ def safety_probes(files: RouterFiles) -> dg.Output[pd.DataFrame]:
 
 
 @dg.asset(group_name="datasets", kinds={"pandas"}, owners=OWNERS)
+@traced
 def synthetic_eval_set(
     files: RouterFiles,
     golden_eval_set: pd.DataFrame,

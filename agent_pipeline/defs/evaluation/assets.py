@@ -6,6 +6,7 @@ import dagster as dg
 import pandas as pd
 
 from agent_pipeline.defs.resources import MlflowRegistry, StateFolder
+from agent_pipeline.defs.tracing import traced
 from agent_pipeline.lib.data import datasets
 from agent_pipeline.lib.evaluation import metrics
 from agent_pipeline.lib.evaluation import runs as evaluation
@@ -103,6 +104,7 @@ def summary_value(ev: evaluation.Evaluation, run_id: str) -> dict:
 
 
 @dg.asset(group_name="evaluation", kinds={"mlflow", "pandas"}, owners=OWNERS)
+@traced
 def candidate_evaluation(
     context: dg.AssetExecutionContext,
     mlflow: MlflowRegistry,
@@ -133,6 +135,7 @@ def candidate_evaluation(
 
 
 @dg.asset(group_name="evaluation", kinds={"mlflow", "pandas"}, owners=OWNERS, deps=["champion_model"])
+@traced
 def champion_evaluation(
     context: dg.AssetExecutionContext,
     mlflow: MlflowRegistry,
@@ -183,6 +186,7 @@ class BlessConfig(dg.Config):
     owners=OWNERS,
     deps=["champion_model"],
 )
+@traced
 def benchmark_baseline(config: BlessConfig, mlflow: MlflowRegistry, state: StateFolder) -> dg.MaterializeResult:
     """The blessed metrics and item-level results every candidate is compared with.
 

@@ -5,6 +5,7 @@ import json
 import dagster as dg
 
 from agent_pipeline.defs.resources import MlflowRegistry, RouterFiles, StateFolder
+from agent_pipeline.defs.tracing import traced
 from agent_pipeline.lib.core import settings
 from agent_pipeline.lib.monitoring import drift, ingest, report_page
 from agent_pipeline.lib.monitoring import records as monitoring
@@ -27,6 +28,7 @@ DAILY = dg.DailyPartitionsDefinition(start_date="2025-01-01", timezone="UTC", en
         )
     ],
 )
+@traced
 def inference_log(context: dg.AssetExecutionContext, files: RouterFiles, state: StateFolder):
     """Production routing records for one day, validated from the landing folder.
 
@@ -76,6 +78,7 @@ def inference_log(context: dg.AssetExecutionContext, files: RouterFiles, state: 
         )
     ],
 )
+@traced
 def drift_report(context: dg.AssetExecutionContext, mlflow: MlflowRegistry, state: StateFolder):
     """Evidently drift of one day's traffic against the reference captured at promotion.
 

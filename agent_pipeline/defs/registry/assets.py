@@ -4,11 +4,13 @@ import dagster as dg
 import pandas as pd
 
 from agent_pipeline.defs.resources import GateSettings, MlflowRegistry, StateFolder
+from agent_pipeline.defs.tracing import traced
 from agent_pipeline.lib.evaluation import runs as evaluation
 from agent_pipeline.lib.monitoring import records as monitoring
 
 
 @dg.asset(group_name="registry", kinds={"mlflow"}, owners=["team:ml-platform"])
+@traced
 def champion_model(
     context: dg.AssetExecutionContext,
     mlflow: MlflowRegistry,

@@ -6,6 +6,7 @@ import dagster as dg
 import pandas as pd
 
 from agent_pipeline.defs.resources import MlflowRegistry, RouterFiles, StateFolder
+from agent_pipeline.defs.tracing import traced
 from agent_pipeline.lib.core import settings
 from agent_pipeline.lib.data import datasets
 from agent_pipeline.lib.router.model import train_router
@@ -31,6 +32,7 @@ def git_commit() -> str:
     owners=["team:ml-platform"],
     code_version="router-tiers-1",
 )
+@traced
 def router_candidate(
     context: dg.AssetExecutionContext,
     files: RouterFiles,

@@ -169,7 +169,9 @@ def decision_attributes(decision: Mapping[str, Any], model_version: str, latency
 
 
 @contextmanager
-def step_span(asset_key: str, run_id: str, model_version: str | None = None) -> Iterator[Any]:
+def step_span(
+    asset_key: str, run_id: str, model_version: str | None = None, partition_key: str | None = None
+) -> Iterator[Any]:
     """One span per pipeline step (``dagster.asset_key``, ``dagster.run_id``, model version), and the
     same run id and model version on every log line written inside it.
 
@@ -182,6 +184,8 @@ def step_span(asset_key: str, run_id: str, model_version: str | None = None) -> 
     attrs = {"dagster.asset_key": asset_key, "dagster.run_id": run_id, "dagster.run_url": dagster_run_url(run_id)}
     if model_version:
         attrs["agent_router.model_version"] = str(model_version)
+    if partition_key:
+        attrs["dagster.partition_key"] = partition_key
     try:
         with tracer().start_as_current_span(f"pipeline.step {asset_key}", attributes=attrs) as span:
             yield span

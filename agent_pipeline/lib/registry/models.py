@@ -25,6 +25,7 @@ from typing import Any
 
 from agent_pipeline.lib.core import settings
 from agent_pipeline.lib.core.errors import RegistryError
+from agent_pipeline.lib.core.telemetry import with_dagster_links
 
 CANDIDATE = "candidate"
 CHAMPION = "champion"
@@ -160,7 +161,7 @@ class ModelRegistry:
         self._activate()
         with (
             tempfile.TemporaryDirectory() as tmp,
-            mlflow.start_run(run_name=f"train-{self.model_name}", tags=tags) as run,
+            mlflow.start_run(run_name=f"train-{self.model_name}", tags=with_dagster_links(tags)) as run,
         ):
             mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
             mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
@@ -207,7 +208,8 @@ class ModelRegistry:
         import mlflow
 
         self._activate()
-        with mlflow.start_run(run_name=f"eval-v{version}", tags={**tags, "model_version": str(version)}) as run:
+        run_tags = with_dagster_links({**tags, "model_version": str(version)})
+        with mlflow.start_run(run_name=f"eval-v{version}", tags=run_tags) as run:
             mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
             mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v == v})  # NaN-free
             for rel_dir, path in files.items():
