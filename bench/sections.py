@@ -25,9 +25,10 @@ from agent_pipeline.lib.monitoring import records as monitoring
 from agent_pipeline.lib.router.agents import load_agent_registry, load_yaml
 from agent_pipeline.lib.router.model import TrainSettings, rules_from_config, train_router
 from agent_pipeline.lib.serving import bundle as serving
+from bench import serving as serving_bench
 from bench.report import Figure
 
-SECTIONS = ("accuracy", "latency", "cold_start", "evaluation", "drift", "pipeline", "loop")
+SECTIONS = ("accuracy", "latency", "cold_start", "evaluation", "drift", "pipeline", "loop", "serve")
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 # Larson et al. 2019, Table 2, "Full" data, test split: (in-scope accuracy, out-of-scope recall).
@@ -491,6 +492,7 @@ RUNNERS = {
     "drift": drift_cost,
     "pipeline": pipeline,
     "loop": loop,
+    "serve": lambda quick, ctx: serving_bench.serve_section(quick, ctx, trained_router),
 }
 
 
