@@ -149,7 +149,7 @@ def serve_section(quick: bool, ctx: dict, trained_router) -> list[Figure]:
             best = max(within, key=lambda r: r["ok_per_s"]) if within else None
 
             # 2. Overload: far more clients than the admission limit.
-            overload = _load(url, texts_file, OVERLOAD_CLIENTS, seconds)
+            overload = _load(url, texts_file, OVERLOAD_CLIENTS, 3 * seconds)
             healthy_after = httpx.get(f"{url}/healthz", timeout=5).status_code == 200
 
             # 3. Champion switch under load.
