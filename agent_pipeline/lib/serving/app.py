@@ -46,6 +46,7 @@ from starlette.routing import Route
 
 from agent_pipeline.lib.core import settings as core_settings
 from agent_pipeline.lib.core import telemetry
+from agent_pipeline.lib.data import redaction
 from agent_pipeline.lib.serving.champion import Champion, ChampionSource, ChampionWatcher
 from agent_pipeline.lib.serving.decisions import decision_fields, production_record
 from agent_pipeline.lib.serving.landing import LandingWriter, default_instance
@@ -188,20 +189,6 @@ class Metrics:
         self.model_info.labels(new.model_name, new.version, new.source).set(1)
 
 
-def resolve_redactor() -> Callable[[str], str]:
-    """The project's personal-data redaction (``lib/data/redaction.redact``).
-
-    Until that module exists, texts are not stored at all: each is replaced by a fixed marker,
-    so the server never writes a text it could not redact (fail closed).
-    """
-    try:
-        from agent_pipeline.lib.data.redaction import redact
-    except ImportError:
-        log.warning("agent_pipeline.lib.data.redaction is missing: landing files get '[text withheld]' for every text")
-        return lambda text: "[text withheld]"
-    return redact
-
-
 def resolve_dispatcher(agents_config: Path | str):
     """The dispatcher (``lib/serving/dispatcher.py``) when ``agents_config`` declares agent
     endpoints, else None (the server answers with the decision only). A half-configured file
@@ -296,7 +283,7 @@ def create_app(
         writer = LandingWriter(
             core_settings.landing_dir(settings.home),
             instance=instance,
-            redact=redact or resolve_redactor(),
+            redact=redact or redaction.redact,
             flush_seconds=settings.flush_seconds,
             max_batch=settings.flush_records,
             max_buffer=10 * settings.flush_records,
