@@ -178,7 +178,7 @@ def test_lifecycle_and_drift_report_through_the_ui(servers, browser):
     links = {e["label"]: e.get("url") for e in reports[0]["metadataEntries"]}
     report_url = links["report"]
     assert report_url.startswith(f"{servers['mlflow']}/#/experiments/"), links
-    assert report_url.endswith(f"/artifacts/drift/{DAY}.html"), links
+    assert report_url.endswith(f"/artifacts/drift/{DAY}.html?workflowType=machine_learning"), links
 
     browser.goto(f"{ui}/assets/drift_report")
     processes.wait_until(lambda: browser.links("/artifacts/drift/"), 90, what="the report link on the asset page")
@@ -188,7 +188,7 @@ def test_lifecycle_and_drift_report_through_the_ui(servers, browser):
     browser.screenshot(SHOTS / "06_drift_report_asset.png")
 
     browser.goto(report_url)
-    browser.wait_text(f"drift/{DAY}.html", timeout=90)
+    browser.wait_text(f"drift/{DAY}.html", "Model training", timeout=90)
     processes.wait_until(
         lambda: browser.evaluate("[...document.querySelectorAll('iframe')].some(f => f.offsetHeight > 200)"),
         90,

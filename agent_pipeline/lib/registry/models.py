@@ -123,19 +123,21 @@ class ModelRegistry:
         mlflow.set_experiment(experiment_id=self._experiment_id)
         return self._experiment_id
 
+    def _ui_link(self, route: str) -> str:
+        # workflowType: the MLflow 3 UI otherwise opens every link in its GenAI view (runs listed
+        # as "Evaluations", traces and prompts in the sidebar); a router is a trained model.
+        return f"{self.ui_url or 'mlflow-ui'}/#/{route}?workflowType=machine_learning"
+
     def run_url(self, run_id: str) -> str:
-        base = self.ui_url or "mlflow-ui"
-        return f"{base}/#/experiments/{self._activate()}/runs/{run_id}"
+        return self._ui_link(f"experiments/{self._activate()}/runs/{run_id}")
 
     def artifact_url(self, run_id: str, path: str) -> str:
         """The MLflow UI's viewer of one artifact of a run (HTML renders there; the raw download
         endpoint serves every file as an attachment)."""
-        base = self.ui_url or "mlflow-ui"
-        return f"{base}/#/experiments/{self._activate()}/runs/{run_id}/artifacts/{path}"
+        return self._ui_link(f"experiments/{self._activate()}/runs/{run_id}/artifacts/{path}")
 
     def version_url(self, version: str) -> str:
-        base = self.ui_url or "mlflow-ui"
-        return f"{base}/#/models/{self.model_name}/versions/{version}"
+        return self._ui_link(f"models/{self.model_name}/versions/{version}")
 
     # -- logging ---------------------------------------------------------------------------
     def log_router(

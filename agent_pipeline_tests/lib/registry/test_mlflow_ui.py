@@ -22,4 +22,6 @@ def test_artifact_links_open_mlflows_viewer(tmp_path):
     exp_id = store._activate()
     assert store.artifact_url("abc", "drift/2026-11-24.html") == (
         f"http://127.0.0.1:5000/#/experiments/{exp_id}/runs/abc/artifacts/drift/2026-11-24.html"
+        "?workflowType=machine_learning"
     )
+    assert store.version_url("3").endswith("/#/models/agent-router/versions/3?workflowType=machine_learning")
