@@ -151,4 +151,4 @@ def test_mlflow_runs_link_back_to_their_dagster_run(tmp_path, monkeypatch):
     tags = store.client.get_run(run_id).data.tags
     assert tags["dagster_run_id"] == "abc-123"
     assert tags["dagster_run_url"] == "http://dagster.example:3000/runs/abc-123"
-    assert store.run_url(run_id).endswith(f"/runs/{run_id}")
+    assert f"/runs/{run_id}?" in store.run_url(run_id)  # ?workflowType=...: the model-training view
