@@ -14,6 +14,7 @@ from pathlib import Path
 import dagster as dg
 
 from agent_pipeline.defs.executors import selected_executor
+from agent_pipeline.defs.storage import RunScopedIOManager
 from agent_pipeline.lib.core import settings
 from agent_pipeline.lib.registry.models import ModelRegistry
 from agent_pipeline.lib.router.agents import AgentRegistry, load_agent_registry, load_yaml
@@ -109,7 +110,7 @@ class Alerts(dg.ConfigurableResource):
             return f"webhook {resp.status}"
 
 
-def build_resources() -> dict[str, dg.ConfigurableResource]:
+def build_resources() -> dict[str, dg.ConfigurableResource | dg.ConfigurableIOManagerFactory]:
     return {
         "state": StateFolder(home=env_or("AGENT_PIPELINE_HOME", "")),
         "files": RouterFiles(
@@ -127,6 +128,8 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
         ),
         "gates": GateSettings(config_path=env_or("AGENT_PIPELINE_GATES_CONFIG", str(settings.DEFAULT_GATES_CONFIG))),
         "alerts": Alerts(webhook_url=env_or("AGENT_PIPELINE_ALERT_WEBHOOK_URL", "")),
+        # Asset values stored per run: concurrent runs never read each other's (defs/storage.py).
+        "io_manager": RunScopedIOManager(),
     }
 
 

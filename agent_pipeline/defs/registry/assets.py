@@ -5,11 +5,16 @@ import pandas as pd
 
 from agent_pipeline.defs.resources import GateSettings, MlflowRegistry, StateFolder
 from agent_pipeline.defs.tracing import traced
+from agent_pipeline.lib.core.errors import RegistryError
 from agent_pipeline.lib.evaluation import runs as evaluation
 from agent_pipeline.lib.monitoring import records as monitoring
+from agent_pipeline.lib.registry.models import CHAMPION
+from agent_pipeline.lib.registry.ordering import ALLOW_OLDER_TAG, refuse_older_candidate
 
 
-@dg.asset(group_name="registry", kinds={"mlflow"}, owners=["team:ml-platform"])
+# Promotions are serialized across runs by the "promotion" pool (limit 1: dagster.yaml
+# `concurrency: pools: default_limit`), so the champion read below is the one being replaced.
+@dg.asset(group_name="registry", kinds={"mlflow"}, owners=["team:ml-platform"], pool="promotion")
 @traced
 def champion_model(
     context: dg.AssetExecutionContext,
@@ -46,6 +51,12 @@ def champion_model(
             f"for evaluation {eval_id}; the champion is unchanged",
             metadata={"gate_results": dg.MetadataValue.json(results)},
         )
+    try:
+        refuse_older_candidate(
+            version, store.alias_version(CHAMPION), allow_older=context.run.tags.get(ALLOW_OLDER_TAG) == "true"
+        )
+    except RegistryError as exc:
+        raise dg.Failure(description=str(exc)) from exc
     baseline = evaluation.load_baseline(state.path)
     record = store.promote(
         version,
