@@ -7,6 +7,7 @@ import pandas as pd
 
 from agent_pipeline.defs.resources import MlflowRegistry, StateFolder
 from agent_pipeline.defs.tracing import traced
+from agent_pipeline.defs.retries import TRANSIENT_RETRY
 from agent_pipeline.lib.data import datasets
 from agent_pipeline.lib.evaluation import metrics
 from agent_pipeline.lib.evaluation import runs as evaluation
@@ -103,7 +104,7 @@ def summary_value(ev: evaluation.Evaluation, run_id: str) -> dict:
     }
 
 
-@dg.asset(group_name="evaluation", kinds={"mlflow", "pandas"}, owners=OWNERS)
+@dg.asset(group_name="evaluation", kinds={"mlflow", "pandas"}, owners=OWNERS, retry_policy=TRANSIENT_RETRY)
 @traced
 def candidate_evaluation(
     context: dg.AssetExecutionContext,
@@ -134,7 +135,13 @@ def candidate_evaluation(
     return dg.Output(value, metadata=evaluation_metadata(ev, store, run_id))
 
 
-@dg.asset(group_name="evaluation", kinds={"mlflow", "pandas"}, owners=OWNERS, deps=["champion_model"])
+@dg.asset(
+    group_name="evaluation",
+    kinds={"mlflow", "pandas"},
+    owners=OWNERS,
+    deps=["champion_model"],
+    retry_policy=TRANSIENT_RETRY,
+)
 @traced
 def champion_evaluation(
     context: dg.AssetExecutionContext,
@@ -155,6 +162,7 @@ def champion_evaluation(
     except RegistryError as exc:
         raise dg.Failure(
             description=f"{exc}. Promote a candidate first (materialize champion_model).",
+            allow_retries=False,
         ) from exc
     ev, run_id = run_evaluation(
         context,
@@ -185,6 +193,7 @@ class BlessConfig(dg.Config):
     kinds={"json"},
     owners=OWNERS,
     deps=["champion_model"],
+    retry_policy=TRANSIENT_RETRY,
 )
 @traced
 def benchmark_baseline(config: BlessConfig, mlflow: MlflowRegistry, state: StateFolder) -> dg.MaterializeResult:
@@ -203,7 +212,8 @@ def benchmark_baseline(config: BlessConfig, mlflow: MlflowRegistry, state: State
         found = evaluation.load_baseline(state.path)
         if found is None:
             raise dg.Failure(
-                description="no baseline yet and no version to bless: set config version to 'champion' or a number"
+                description="no baseline yet and no version to bless: set config version to 'champion' or a number",
+                allow_retries=False,
             )
         info = found[1]
     return dg.MaterializeResult(

@@ -6,6 +6,7 @@ import dagster as dg
 
 from agent_pipeline.defs.resources import MlflowRegistry, RouterFiles, StateFolder
 from agent_pipeline.defs.tracing import traced
+from agent_pipeline.defs.retries import TRANSIENT_RETRY
 from agent_pipeline.lib.core import settings
 from agent_pipeline.lib.monitoring import drift, ingest, report_page
 from agent_pipeline.lib.monitoring import records as monitoring
@@ -69,6 +70,7 @@ def inference_log(context: dg.AssetExecutionContext, files: RouterFiles, state: 
     deps=[inference_log, "champion_model"],
     kinds={"evidently", "html"},
     owners=OWNERS,
+    retry_policy=TRANSIENT_RETRY,
     check_specs=[
         dg.AssetCheckSpec(
             "no_drift_detected",
@@ -97,13 +99,18 @@ def drift_report(context: dg.AssetExecutionContext, mlflow: MlflowRegistry, stat
     partition = context.partition_key
     ref_path = monitoring.reference_path(state.path)
     if not ref_path.is_file():
-        raise dg.Failure(description=f"{ref_path}: no drift reference; it is captured when a champion is promoted")
+        raise dg.Failure(
+            description=f"{ref_path}: no drift reference; it is captured when a champion is promoted",
+            allow_retries=False,
+        )
     reference = pd.read_parquet(ref_path)
     reference_version = str(reference["model_version"].iloc[0])
     try:
         log = ingest.load_log(settings.inference_log_dir(state.path), partition)
     except FileNotFoundError as exc:
-        raise dg.Failure(description=f"{exc}; materialize inference_log for {partition} first") from exc
+        raise dg.Failure(
+            description=f"{exc}; materialize inference_log for {partition} first", allow_retries=False
+        ) from exc
     out_dir = settings.reports_dir(state.path) / "drift"
     if len(log) < drift.DEFAULT_MIN_ROWS:
         message = (

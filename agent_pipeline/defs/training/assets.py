@@ -7,6 +7,7 @@ import pandas as pd
 
 from agent_pipeline.defs.resources import MlflowRegistry, RouterFiles, StateFolder
 from agent_pipeline.defs.tracing import traced
+from agent_pipeline.defs.retries import TRANSIENT_RETRY
 from agent_pipeline.lib.core import settings
 from agent_pipeline.lib.data import datasets
 from agent_pipeline.lib.router.model import train_router
@@ -31,6 +32,7 @@ def git_commit() -> str:
     kinds={"scikitlearn", "mlflow"},
     owners=["team:ml-platform"],
     code_version="router-tiers-1",
+    retry_policy=TRANSIENT_RETRY,
 )
 @traced
 def router_candidate(
