@@ -53,6 +53,7 @@ JOBS = {
     "bless_baseline_job",
     "traffic_monitoring_job",
     "nightly_eval_job",
+    "latency_recheck_job",
 }
 RUNNING = dg.DefaultSensorStatus.RUNNING
 SENSORS = {

@@ -32,6 +32,13 @@ bless_baseline_job = dg.define_asset_job(
     config={"ops": {"benchmark_baseline": {"config": {"version": "champion", "blessed_by": "", "reason": ""}}}},
 )
 
+latency_recheck_job = dg.define_asset_job(
+    "latency_recheck_job",
+    selection=dg.AssetSelection.checks(dg.AssetCheckKey(dg.AssetKey("candidate_evaluation"), "latency_within_slo")),
+    description="Re-run latency_within_slo alone on the latest candidate_evaluation (when it was undecided on a "
+    "busy machine); then materialize champion_model to promote.",
+)
+
 traffic_monitoring_job = dg.define_asset_job(
     "traffic_monitoring_job",
     selection=dg.AssetSelection.assets("inference_log", "drift_report"),

@@ -234,7 +234,8 @@ def judge(
                     j.q3,
                     j.limit,
                     "undecided",
-                    f"the champion measures {champ_j.median:.3f} ms in the same rounds: the machine is slow now",
+                    f"the champion breaches it too in the same rounds ({champ_j.median:.3f} ms): the machine is slow "
+                    "now, or the SLO is below what the champion does",
                 )
     else:
         notes.append("no champion to compare with: absolute SLO only")
