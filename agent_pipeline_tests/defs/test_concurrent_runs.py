@@ -27,6 +27,7 @@ from agent_pipeline.definitions import defs
 from agent_pipeline.defs.monitoring.sensors import drift_retrain_sensor
 from agent_pipeline.lib.core import settings
 from agent_pipeline.lib.registry.models import CHAMPION, ModelRegistry, read_audit
+from agent_pipeline.lib.registry.ordering import ALLOW_OLDER_TAG
 from agent_pipeline_tests.conftest import subprocess_env
 
 pytestmark = pytest.mark.integration
@@ -55,6 +56,7 @@ class RunView:
     promoted: str | None
     failure: str | None
     promote_window: tuple[float, float] | None
+    pool_waits: int
     tags: dict[str, str]
 
 
@@ -108,6 +110,11 @@ def view(instance: dg.DagsterInstance, run_id: str, success: bool) -> RunView:
     ]
     if starts and ends:
         window = (starts[0], ends[-1])
+    pool_waits = sum(
+        1
+        for e in instance.all_logs(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT)
+        if e.step_key == "champion_model" and "blocked by limit for pool promotion" in (e.message or "")
+    )
     return RunView(
         run_id=run_id,
         success=success,
@@ -118,8 +125,26 @@ def view(instance: dg.DagsterInstance, run_id: str, success: bool) -> RunView:
         promoted=str(champ["champion_version"]) if champ else None,
         failure=failure,
         promote_window=window,
+        pool_waits=pool_waits,
         tags=dict(instance.get_run_by_id(run_id).tags),
     )
+
+
+def train_and_promote() -> dg.JobDefinition:
+    """Module-level, so ``dg.reconstructable`` can re-execute the job."""
+    return defs().resolve_job_def("train_and_promote_job")
+
+
+def reexecute_promotion(instance: dg.DagsterInstance, parent_run_id: str, tags: dict[str, str]) -> RunView:
+    """Re-execute only ``champion_model`` of an earlier run: it reads that run's own evaluation."""
+    with dg.execute_job(
+        dg.reconstructable(train_and_promote),
+        instance,
+        tags=tags,
+        reexecution_options=dg.ReexecutionOptions(parent_run_id=parent_run_id, step_selection=["champion_model"]),
+        raise_on_error=False,
+    ) as result:
+        return view(instance, result.run_id, result.success)
 
 
 def run_concurrently(env: dict[str, str], tag_sets: list[dict[str, str]]) -> list[dict]:
@@ -168,11 +193,27 @@ def concurrent_story(small_inputs, tmp_path_factory):
             phase2 = run_concurrently(env, [{"test/run": "C"}, {"test/run": "D"}, sensor_tags])
             runs = {r["run_id"]: view(instance, r["run_id"], r["success"]) for r in phase1 + phase2}
             store = ModelRegistry(home=home)
+            # Late promotions of the first run's (older) model, by re-executing its champion_model.
+            first = phase1[0]["run_id"]
+            champion_before_late = store.alias_version(CHAMPION)
+            audit_before_late = read_audit(home)
+            refused = reexecute_promotion(instance, first, {"test/run": "late"})
+            after_refusal = (store.alias_version(CHAMPION), read_audit(home))
+            allowed = reexecute_promotion(instance, first, {"test/run": "late", ALLOW_OLDER_TAG: "true"})
             yield {
+                "late": {
+                    "first": runs[first],
+                    "champion_before": champion_before_late,
+                    "audit_before": audit_before_late,
+                    "refused": refused,
+                    "after_refusal": after_refusal,
+                    "allowed": allowed,
+                    "audit_after_allowed": read_audit(home),
+                },
                 "phase1": [runs[r["run_id"]] for r in phase1],
                 "phase2": [runs[r["run_id"]] for r in phase2],
-                "audit": read_audit(home),
-                "champion": store.alias_version(CHAMPION),
+                "audit": audit_before_late,
+                "champion": champion_before_late,
                 "home": home,
             }
 
@@ -232,15 +273,38 @@ def test_the_sensor_triggered_run_is_one_of_the_three(concurrent_story):
     assert sensor_run.evaluated == sensor_run.trained
 
 
+def test_a_late_promotion_of_an_older_model_is_refused_and_changes_nothing(concurrent_story):
+    late = concurrent_story["late"]
+    refused, first = late["refused"], late["first"]
+    assert not refused.success and refused.promoted is None
+    assert refused.failure.startswith(
+        f"version {first.trained} was trained before the current champion {late['champion_before']}: not promoted"
+    )
+    assert late["after_refusal"] == (late["champion_before"], late["audit_before"])
+
+
+def test_an_older_model_is_promoted_when_explicitly_asked(concurrent_story):
+    late = concurrent_story["late"]
+    allowed, first = late["allowed"], late["first"]
+    assert allowed.success and allowed.promoted == first.trained  # the re-execution read its parent's evaluation
+    (record,) = late["audit_after_allowed"][len(late["audit_before"]) :]
+    assert (record["version"], record["previous_champion"]) == (first.trained, late["champion_before"])
+    assert record["evaluation_id"] == first.evaluation_id and record["dagster_run_id"] == allowed.run_id
+
+
 def test_report_table(concurrent_story, capsys):
     """Not an assertion: the table the closing note quotes (``pytest -s`` shows it)."""
-    rows = ["| phase | run | trigger | trained | evaluated | promoted | outcome |", "|---|---|---|---|---|---|---|"]
+    rows = [
+        "| phase | run | trigger | trained | evaluated | promoted | waited for pool | outcome |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for phase in ("phase1", "phase2"):
         for r in concurrent_story[phase]:
             outcome = "promoted" if r.promoted else (r.failure or "gate failed").split(":")[0][:70]
             rows.append(
                 f"| {phase[-1]} | {r.tags.get('test/run')} {r.run_id[:8]} | {r.tags.get('agent_pipeline/trigger', 'manual')} "
-                f"| v{r.trained} | v{r.evaluated} | {('v' + r.promoted) if r.promoted else '-'} | {outcome} |"
+                f"| v{r.trained} | v{r.evaluated} | {('v' + r.promoted) if r.promoted else '-'} "
+                f"| {'yes' if r.pool_waits else 'no'} | {outcome} |"
             )
     with capsys.disabled():
         print("\n" + "\n".join(rows))
