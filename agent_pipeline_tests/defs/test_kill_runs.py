@@ -66,7 +66,7 @@ def free_port() -> int:
 class Harness:
     home: Path
     env: dict[str, str]
-    port: int
+    workspace: Path
     instance: dg.DagsterInstance
     store: ModelRegistry
     logs: Path
@@ -74,7 +74,7 @@ class Harness:
     def launch(self, tags: dict[str, str] | None = None) -> str:
         run_id = str(uuid.uuid4())
         subprocess.run(
-            [str(BIN / "dagster"), "job", "launch", "--grpc-port", str(self.port), "-j", "train_and_promote_job"]
+            [str(BIN / "dagster"), "job", "launch", "-w", str(self.workspace), "-j", "train_and_promote_job"]
             + ["--run-id", run_id, "--tags", json.dumps(tags or {})],
             env=self.env,
             cwd=settings.PROJECT_ROOT,
@@ -187,7 +187,7 @@ def harness(small_inputs, tmp_path_factory):
             for k in ("DAGSTER_HOME", "AGENT_PIPELINE_HOME"):
                 mp.setenv(k, env[k])
             with dg.DagsterInstance.get() as instance:
-                yield Harness(home, env, port, instance, ModelRegistry(home=home), logs)
+                yield Harness(home, env, root / "workspace.yaml", instance, ModelRegistry(home=home), logs)
     finally:
         for p in reversed(procs):  # only the processes this fixture started, by their group
             try:

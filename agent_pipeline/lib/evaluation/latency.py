@@ -6,6 +6,12 @@ measured 0.6 ms two minutes later. So the gate measures like this:
 
 * **Interleaved.** The candidate and the current champion route the same texts, request by
   request, alternating which goes first (A/B, B/A, ...). Whatever slows the machine slows both.
+* **The request's own time.** Each request is timed twice: wall clock, and the CPU time the
+  process spent on it. On a loaded machine the wall clock of a request includes the time it
+  waited for a core (a 2-core box running 20 processes adds tens of milliseconds to whichever
+  requests the scheduler preempts, i.e. to the p99 of any model); the CPU time does not. The
+  gate judges CPU time by default (``basis="cpu"``) and reports both. For a router that
+  computes on several threads the CPU time is the sum over threads, so it errs towards "slow".
 * **Warm-up, then rounds.** Untimed calls first (caches, lazy imports), then ``rounds`` timed
   passes over the texts; every percentile is computed per round.
 * **Robust statistics.** A percentile's value is the median over rounds, and its spread is the
@@ -52,6 +58,7 @@ class LatencyPlan:
     rounds: int = 7
     sample: int = 200
     max_spread: float = 0.5
+    basis: Literal["cpu", "wall"] = "cpu"
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.slo_ms) - set(PERCENTILES))
@@ -59,6 +66,8 @@ class LatencyPlan:
             raise ValueError(f"slo_ms: give one or more of {', '.join(PERCENTILES)}; got {sorted(self.slo_ms)}")
         if not self.ratio_on or set(self.ratio_on) - set(PERCENTILES):
             raise ValueError(f"ratio_on: give one or more of {', '.join(PERCENTILES)}; got {list(self.ratio_on)}")
+        if self.basis not in ("cpu", "wall"):
+            raise ValueError(f"basis: 'cpu' or 'wall', got {self.basis!r}")
         if self.rounds < 3 or self.sample < 10 or self.warmup < 0 or self.max_ratio < 1 or self.max_spread <= 0:
             raise ValueError(
                 "latency plan: need rounds >= 3, sample >= 10, warmup >= 0, max_ratio >= 1, max_spread > 0; got "
@@ -82,10 +91,12 @@ def measure_interleaved(
     warmup: int,
     rounds: int,
     clock: Callable[[], int] = time.perf_counter_ns,
+    cpu_clock: Callable[[], int] = time.process_time_ns,
 ) -> pd.DataFrame:
-    """Per-request timings (ms) of every router over the same texts, interleaved request by request.
+    """Per-request timings of every router over the same texts, interleaved request by request.
 
-    Returns a frame with columns ``round``, ``router``, ``text_index``, ``ms``. Within a round the
+    Returns a frame with columns ``round``, ``router``, ``text_index``, ``ms`` (wall clock) and
+    ``cpu_ms`` (CPU time of the process during the request). Within a round the
     order of the routers rotates with the text index, and the rotation shifts every round, so no
     router always runs first (or right after a given other one).
     """
@@ -95,27 +106,30 @@ def measure_interleaved(
     for i in range(warmup):
         for name in names:
             routers[name](texts[i % len(texts)])
-    rows_round, rows_router, rows_index, rows_ms = [], [], [], []
+    rows_round, rows_router, rows_index, rows_ms, rows_cpu = [], [], [], [], []
     for r in range(rounds):
         for i, text in enumerate(texts):
             shift = (i + r) % len(names)
             for name in names[shift:] + names[:shift]:
-                start = clock()
+                cpu0, start = cpu_clock(), clock()
                 routers[name](text)
-                elapsed = clock() - start
+                elapsed, cpu = clock() - start, cpu_clock() - cpu0
                 rows_round.append(r)
                 rows_router.append(name)
                 rows_index.append(i)
                 rows_ms.append(elapsed / 1e6)
-    return pd.DataFrame({"round": rows_round, "router": rows_router, "text_index": rows_index, "ms": rows_ms})
+                rows_cpu.append(cpu / 1e6)
+    return pd.DataFrame(
+        {"round": rows_round, "router": rows_router, "text_index": rows_index, "ms": rows_ms, "cpu_ms": rows_cpu}
+    )
 
 
-def per_round(timings: pd.DataFrame, percentiles: Sequence[str]) -> pd.DataFrame:
-    """One row per (round, router): each requested percentile of that round's timings (ms)."""
+def per_round(timings: pd.DataFrame, percentiles: Sequence[str], column: str = "ms") -> pd.DataFrame:
+    """One row per (round, router): each requested percentile of that round's ``column`` (ms)."""
     qs = [PERCENTILES[p] for p in percentiles]
     out = []
     for (r, router), g in timings.groupby(["round", "router"], sort=True):
-        values = np.percentile(g["ms"].to_numpy(), qs)
+        values = np.percentile(g[column].to_numpy(), qs)
         out.append({"round": int(r), "router": router, **dict(zip(percentiles, map(float, values)))})
     return pd.DataFrame(out)
 
@@ -168,10 +182,12 @@ class LatencyResult:
     verdict: Verdict
     slo: list[Judgement]
     ratio: list[Judgement]
-    rounds: pd.DataFrame  # per-round percentiles per router
+    rounds: pd.DataFrame  # per-round percentiles per router, on the judged basis
     n_texts: int
     champion: bool
     notes: list[str] = field(default_factory=list)
+    basis: str = "cpu"
+    wall: dict[str, float] = field(default_factory=dict)  # the candidate's wall-clock medians over rounds
 
     @property
     def passed(self) -> bool:
@@ -184,10 +200,16 @@ class LatencyResult:
             "fail": "too slow",
             "undecided": "UNDECIDED (measurement too noisy to judge; not passed)",
         }[self.verdict]
-        return f"{head}: " + "; ".join(parts + self.notes)
+        basis = "CPU time per request" if self.basis == "cpu" else "wall clock per request"
+        wall = ", ".join(f"{p} {v:.3f} ms" for p, v in self.wall.items())
+        notes = self.notes + ([f"wall clock (not judged) {wall}"] if self.basis == "cpu" and wall else [])
+        return f"{head} ({basis}, {self.n_texts} texts x {self.rounds['round'].nunique()} rounds): " + "; ".join(
+            parts + notes
+        )
 
     def metadata(self) -> dict[str, float | str]:
-        md: dict[str, float | str] = {"verdict": self.verdict, "n_texts": float(self.n_texts)}
+        md: dict[str, float | str] = {"verdict": self.verdict, "basis": self.basis, "n_texts": float(self.n_texts)}
+        md.update({f"wall_{p}_ms": v for p, v in self.wall.items()})
         md["n_rounds"] = float(self.rounds["round"].nunique()) if len(self.rounds) else 0.0
         for j in self.slo + self.ratio:
             key = j.name.replace(" ", "_")
@@ -214,7 +236,10 @@ def judge(
     routers = {"candidate": candidate} if champion is None else {"candidate": candidate, "champion": champion}
     timings = measure_interleaved(routers, sample, warmup=plan.warmup, rounds=plan.rounds, clock=clock)
     pcts = sorted(plan.slo_ms, key=lambda p: PERCENTILES[p])
-    rounds = per_round(timings, sorted(set(pcts) | set(plan.ratio_on), key=lambda p: PERCENTILES[p]))
+    wanted = sorted(set(pcts) | set(plan.ratio_on), key=lambda p: PERCENTILES[p])
+    rounds = per_round(timings, wanted, "cpu_ms" if plan.basis == "cpu" else "ms")
+    wall_rounds = per_round(timings[timings["router"] == "candidate"], pcts, "ms")
+    wall = {p: float(np.median(wall_rounds[p])) for p in pcts}
     cand = rounds[rounds["router"] == "candidate"].set_index("round")
     slo = [judge_values(f"{p} ms", cand[p], float(plan.slo_ms[p]), plan.max_spread) for p in pcts]
     ratio: list[Judgement] = []
@@ -241,4 +266,4 @@ def judge(
         notes.append("no champion to compare with: absolute SLO only")
     verdicts = {j.verdict for j in slo + ratio}
     verdict: Verdict = "fail" if "fail" in verdicts else "undecided" if "undecided" in verdicts else "pass"
-    return LatencyResult(verdict, slo, ratio, rounds, len(sample), champion is not None, notes)
+    return LatencyResult(verdict, slo, ratio, rounds, len(sample), champion is not None, notes, plan.basis, wall)

@@ -53,7 +53,8 @@ class SlowRouter:
 class Burst:
     """A machine that stalls for ``stall_ms`` on every request that starts during a window of calls.
 
-    The window counts calls of every router it wraps, so it hits candidate and champion alike.
+    The window counts calls of every router it wraps, so it hits candidate and champion alike. The
+    stall spins (it is CPU time of the request), so it shows on both bases, wall clock and CPU.
     """
 
     def __init__(self, start: int, length: int, stall_ms: float) -> None:
@@ -83,7 +84,7 @@ def test_slow_candidate_fails_on_the_ratio_even_within_a_generous_slo(router_and
     p50 = next(j for j in result.ratio if j.name == "p50 ratio")
     assert p50.verdict == "fail" and p50.median > 2.0  # three routes per request: ~3x
     assert all(j.verdict == "pass" for j in result.slo)
-    assert "p50 ratio" in result.summary() and result.summary().startswith("too slow")
+    assert "p50 ratio" in result.summary() and result.summary().startswith("too slow (CPU time per request")
 
 
 def test_equal_candidate_passes(router_and_texts):
@@ -105,7 +106,7 @@ def test_a_burst_does_not_fail_a_good_candidate_where_a_single_pass_would(router
     stall_ms = 3 * slo["p99"]
     # Round 3 of 7: 2 routers x 60 texts per round; 40 consecutive requests (20 each) stall.
     burst = Burst(start=2 * 10 + 2 * 60 * 3 + 10, length=40, stall_ms=stall_ms)
-    plan = LatencyPlan(slo_ms=slo, **PLAN)
+    plan = LatencyPlan(slo_ms=slo, basis="wall", **PLAN)  # a stalled machine is a wall-clock event
     result = judge(burst.wrap(twin.route), burst.wrap(router.route), texts, plan)
     assert result.verdict == "pass", result.summary()
     worst = result.rounds[result.rounds["router"] == "candidate"]["p99"].max()
@@ -121,12 +122,12 @@ def test_a_busy_machine_is_undecided_not_failed_when_the_champion_breaches_too(r
     router, texts = router_and_texts
     twin = pickle.loads(pickle.dumps(router))
     everything = Burst(start=0, length=10**9, stall_ms=3.0)  # every request stalls: a saturated machine
-    plan = LatencyPlan(slo_ms={"p50": 2.0}, **PLAN)
+    plan = LatencyPlan(slo_ms={"p50": 2.0}, basis="wall", **PLAN)
     result = judge(everything.wrap(twin.route), everything.wrap(router.route), texts, plan)
     (slo,) = result.slo
     assert slo.verdict == "undecided" and "the champion breaches it too" in slo.reason
     assert result.verdict == "undecided" and not result.passed
-    assert result.summary().startswith("UNDECIDED")
+    assert result.summary().startswith("UNDECIDED (")
 
 
 def test_no_champion_judges_the_absolute_slo_only(router_and_texts):
@@ -160,6 +161,8 @@ def test_plan_is_validated():
         LatencyPlan(slo_ms={"p42": 1.0})
     with pytest.raises(ValueError, match="ratio_on"):
         LatencyPlan(slo_ms={"p50": 1.0}, ratio_on=())
+    with pytest.raises(ValueError, match="basis"):
+        LatencyPlan(slo_ms={"p50": 1.0}, basis="gpu")
     with pytest.raises(ValueError, match="rounds >= 3"):
         LatencyPlan(slo_ms={"p50": 1.0}, rounds=1)
 
@@ -170,10 +173,10 @@ def _spin(seconds: float) -> None:
         pass
 
 
-def judged_under_cpu_hogs(candidate, champion, texts, plan: LatencyPlan):
-    """Judge while two processes spin on the cores for the whole measurement (a really busy machine)."""
+def judged_under_cpu_hogs(candidate, champion, texts, plan: LatencyPlan, hogs: int = 2):
+    """Judge while processes spin on the cores for the whole measurement (a really busy machine)."""
     ctx = multiprocessing.get_context("fork")
-    hogs = [ctx.Process(target=_spin, args=(30.0,), daemon=True) for _ in range(2)]
+    hogs = [ctx.Process(target=_spin, args=(30.0,), daemon=True) for _ in range(hogs)]
     for h in hogs:
         h.start()
     try:
@@ -182,6 +185,23 @@ def judged_under_cpu_hogs(candidate, champion, texts, plan: LatencyPlan):
         for h in hogs:
             h.terminate()
             h.join()
+
+
+def test_cpu_basis_counts_the_request_s_work_not_its_waiting(router_and_texts):
+    """A request that waits 5 ms (descheduled, blocked) costs 5 ms of wall clock and no CPU time: the
+    default basis judges the router's work; the wall clock is reported next to it."""
+    router, texts = router_and_texts
+
+    def waiting(text):
+        time.sleep(0.005)
+        return router.route(text)
+
+    plan = LatencyPlan(slo_ms={"p50": 4.0}, **PLAN)
+    cpu = judge(waiting, None, texts, plan)
+    assert cpu.basis == "cpu" and cpu.verdict == "pass", cpu.summary()
+    assert cpu.wall["p50"] >= 5.0 and "wall clock (not judged) p50" in cpu.summary()
+    wall = judge(waiting, None, texts, LatencyPlan(slo_ms={"p50": 4.0}, basis="wall", **PLAN))
+    assert wall.verdict == "fail"
 
 
 def test_real_cpu_contention_neither_fails_an_equal_candidate_nor_passes_a_slow_one(router_and_texts):
