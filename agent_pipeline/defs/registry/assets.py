@@ -12,7 +12,7 @@ from agent_pipeline.lib.registry.models import CHAMPION
 from agent_pipeline.lib.registry.ordering import ALLOW_OLDER_TAG, refuse_older_candidate
 
 
-# Promotions are serialized across runs by the "promotion" pool (limit 1: dagster.yaml
+# Promotions are serialized across runs by the "promotion" pool (limit 1: deploy/dagster.local.yaml,
 # `concurrency: pools: default_limit`), so the champion read below is the one being replaced.
 @dg.asset(group_name="registry", kinds={"mlflow"}, owners=["team:ml-platform"], pool="promotion")
 @traced
