@@ -6,8 +6,8 @@ import dagster as dg
 import pandas as pd
 
 from agent_pipeline.defs.resources import MlflowRegistry, StateFolder
-from agent_pipeline.defs.tracing import traced
 from agent_pipeline.defs.retries import TRANSIENT_RETRY
+from agent_pipeline.defs.tracing import traced
 from agent_pipeline.lib.data import datasets
 from agent_pipeline.lib.evaluation import metrics
 from agent_pipeline.lib.evaluation import runs as evaluation

@@ -5,8 +5,8 @@ import json
 import dagster as dg
 
 from agent_pipeline.defs.resources import MlflowRegistry, RouterFiles, StateFolder
-from agent_pipeline.defs.tracing import traced
 from agent_pipeline.defs.retries import TRANSIENT_RETRY
+from agent_pipeline.defs.tracing import traced
 from agent_pipeline.lib.core import settings
 from agent_pipeline.lib.monitoring import drift, ingest, report_page
 from agent_pipeline.lib.monitoring import records as monitoring

@@ -6,8 +6,8 @@ import dagster as dg
 import pandas as pd
 
 from agent_pipeline.defs.resources import MlflowRegistry, RouterFiles, StateFolder
-from agent_pipeline.defs.tracing import traced
 from agent_pipeline.defs.retries import TRANSIENT_RETRY
+from agent_pipeline.defs.tracing import traced
 from agent_pipeline.lib.core import settings
 from agent_pipeline.lib.data import datasets
 from agent_pipeline.lib.router.model import train_router
