@@ -15,11 +15,13 @@ from pathlib import Path
 
 
 def apply() -> None:
+    from agent_pipeline.lib.core.settings import resolve_home  # standard library only
+
     root = Path(__file__).resolve().parents[1]
-    home = root / (os.environ.get("AGENT_PIPELINE_HOME") or ".agent_pipeline")  # relative = to the repo
+    home = resolve_home(os.environ.get("AGENT_PIPELINE_HOME"))  # relative = to the current directory
     managed = not os.environ.get("DAGSTER_HOME")
     if managed:
-        os.environ["DAGSTER_HOME"] = str(home.resolve() / "dagster")
+        os.environ["DAGSTER_HOME"] = str(home / "dagster")
     target = Path(os.environ["DAGSTER_HOME"])
     source = root / "deploy" / "dagster.local.yaml"
     try:

@@ -26,19 +26,26 @@ class UserError(Exception):
     """A problem the user can fix; printed as one line, exit code 2."""
 
 
+def _settings(args):
+    """The process's settings: the environment, read once here, with the command line's overrides."""
+    if getattr(args, "settings", None) is None:
+        import os
+
+        from agent_pipeline.lib.core.settings import Settings
+
+        args.settings = Settings.from_env(os.environ, model_name=args.model_name)
+    return args.settings
+
+
 def _registry(args):
-    from agent_pipeline.lib.core.settings import pipeline_home
     from agent_pipeline.lib.registry.models import ModelRegistry
 
-    return ModelRegistry(model_name=_model_name(args), home=pipeline_home())
+    s = _settings(args)
+    if s.encoder_threads:
+        from agent_pipeline.lib.router import onnx_encoder
 
-
-def _model_name(args) -> str:
-    import os
-
-    from agent_pipeline.lib.core.settings import DEFAULT_MODEL_NAME
-
-    return args.model_name or os.environ.get("AGENT_PIPELINE_MODEL_NAME") or DEFAULT_MODEL_NAME
+        onnx_encoder.set_threads(s.encoder_threads)
+    return ModelRegistry(s.tracking_uri or None, s.model_name, home=s.home, ui_url=s.mlflow_ui_url, user=s.user)
 
 
 def _finite(obj: Any) -> Any:
@@ -69,17 +76,17 @@ def _serving_router(args):
     """The champion's serving bundle, when the default champion is asked for and one exists."""
     if args.version or args.alias:
         return None
-    from agent_pipeline.lib.core.settings import default_tracking_uri, pipeline_home
     from agent_pipeline.lib.serving import bundle as serving
 
-    path = serving.bundle_path(pipeline_home())
+    s = _settings(args)
+    path = serving.bundle_path(s.home)
     if not path.is_file():
         return None
     try:
         router = serving.load(path)
     except Exception:  # noqa: BLE001 - an old or damaged bundle: route through the registry instead
         return None
-    trusted = router.model_name == _model_name(args) and router.tracking_uri == default_tracking_uri(pipeline_home())
+    trusted = router.model_name == s.model_name and router.tracking_uri == s.tracking
     return router if trusted else None
 
 
@@ -112,13 +119,12 @@ def cmd_route(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from agent_pipeline.lib.core.settings import DEFAULT_AGENTS_CONFIG, env_path
     from agent_pipeline.lib.data import expectations
     from agent_pipeline.lib.data.datasets import DatasetError, load_dataset
     from agent_pipeline.lib.evaluation import runs as evaluation
     from agent_pipeline.lib.router.agents import load_agent_registry
 
-    agents = load_agent_registry(env_path("AGENT_PIPELINE_AGENTS_CONFIG", DEFAULT_AGENTS_CONFIG))
+    agents = load_agent_registry(_settings(args).agents_config)
     try:
         df = load_dataset(args.dataset, agents)
     except DatasetError as exc:
@@ -216,7 +222,7 @@ def cmd_bless(args) -> int:
 
     store = _registry(args)
     version = store.resolve(version=args.version) if args.version else store.resolve(alias="champion")
-    info = evaluation.bless_latest(store.home, version, args.by, args.reason)
+    info = evaluation.bless_latest(store.home, version, args.by or _settings(args).user, args.reason)
     _print(
         info,
         args.json,
@@ -266,8 +272,8 @@ def cmd_simulate_traffic(args) -> int:
         start = date.fromisoformat(args.start)
     except ValueError as exc:
         raise UserError(f"--start '{args.start}' is not a YYYY-MM-DD date") from exc
-    pool_path = settings.env_path("AGENT_PIPELINE_TRAFFIC_POOL", settings.DEFAULT_TRAFFIC_POOL)
-    landing = settings.landing_dir()
+    pool_path = _settings(args).traffic_pool
+    landing = settings.landing_dir(_settings(args).home)
     try:
         pool = traffic.read_pool(pool_path)
         store = _registry(args)

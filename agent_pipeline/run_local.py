@@ -25,7 +25,7 @@ BIN = Path(sys.executable).parent
 
 def mlflow_command(home: Path, host: str, port: int) -> list[str] | None:
     """The ``mlflow server`` command for the state folder's store, or None for a remote store."""
-    uri = settings.default_tracking_uri(home)
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or settings.default_tracking_uri(home)
     if uri.startswith(("http://", "https://", "databricks")):
         return None
     if uri.startswith("sqlite:///"):
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         if port_in_use(args.host, port):
             print(f"error: {args.host}:{port} is already in use; free it or pass another {what}", file=sys.stderr)
             return 2
-    home = settings.pipeline_home()
+    home = settings.resolve_home(os.environ.get("AGENT_PIPELINE_HOME"))
     logs = home / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     children: list[tuple[str, object]] = []

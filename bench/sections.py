@@ -50,7 +50,7 @@ def machine() -> str:
 
 
 def _cache_dir() -> Path:
-    d = settings.pipeline_home() / "bench-cache"
+    d = settings.Settings.from_env(os.environ).home / "bench-cache"
     d.mkdir(parents=True, exist_ok=True)
     return d
 
@@ -300,7 +300,7 @@ from agent_pipeline.lib.monitoring import records as monitoring
 router = joblib.load(sys.argv[1])[0]
 n = int(sys.argv[2])
 pool = pd.read_csv(sys.argv[3])
-pool = pool[pool["scenario"] == "stable"]
+pool = pool[pool["pool"] == "stable"]
 reference = pd.read_parquet(sys.argv[4])
 rng = np.random.default_rng(n)
 texts = pool["text"].to_numpy()[rng.integers(0, len(pool), size=n)]
@@ -457,7 +457,7 @@ def loop(quick: bool, ctx: dict) -> list[Figure]:
         env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "MLFLOW_TRACKING_URI")}
         env.update({"AGENT_PIPELINE_HOME": str(tmp / "home"), "AGENT_PIPELINE_TRAIN_DATA": str(tmp / "train.csv")})
         proc = subprocess.run(
-            [sys.executable, "-m", "agent_pipeline.demo", "--home", str(tmp / "home"), "--rows-per-day", "800"],
+            [sys.executable, str(ROOT / "scripts" / "demo.py"), "--home", str(tmp / "home"), "--rows-per-day", "800"],
             env=env,
             capture_output=True,
             text=True,

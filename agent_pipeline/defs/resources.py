@@ -34,7 +34,8 @@ class StateFolder(dg.ConfigurableResource):
 
     @property
     def path(self) -> Path:
-        return Path(self.home).expanduser().resolve() if self.home else settings.pipeline_home()
+        """The folder, absolute (a relative ``home`` is relative to the current directory)."""
+        return settings.resolve_home(self.home)
 
 
 class RouterFiles(dg.ConfigurableResource):
@@ -69,10 +70,11 @@ class MlflowRegistry(dg.ConfigurableResource):
     tracking_uri: str = ""
     model_name: str = settings.DEFAULT_MODEL_NAME
     experiment: str = settings.DEFAULT_EXPERIMENT
-    ui_url: str = "http://127.0.0.1:5000"
+    ui_url: str = settings.DEFAULT_MLFLOW_UI_URL
+    user: str = ""  # who promotes, in the audit log ("" = the login name)
 
     def open(self, home: Path) -> ModelRegistry:
-        return ModelRegistry(self.tracking_uri or None, self.model_name, self.experiment, home, self.ui_url)
+        return ModelRegistry(self.tracking_uri or None, self.model_name, self.experiment, home, self.ui_url, self.user)
 
 
 class GateSettings(dg.ConfigurableResource):
@@ -124,7 +126,8 @@ def build_resources() -> dict[str, dg.ConfigurableResource | dg.ConfigurableIOMa
         "mlflow": MlflowRegistry(
             tracking_uri=env_or("MLFLOW_TRACKING_URI", ""),
             model_name=env_or("AGENT_PIPELINE_MODEL_NAME", settings.DEFAULT_MODEL_NAME),
-            ui_url=env_or("AGENT_PIPELINE_MLFLOW_UI_URL", "http://127.0.0.1:5000"),
+            ui_url=env_or("AGENT_PIPELINE_MLFLOW_UI_URL", settings.DEFAULT_MLFLOW_UI_URL),
+            user=env_or("AGENT_PIPELINE_USER", ""),
         ),
         "gates": GateSettings(config_path=env_or("AGENT_PIPELINE_GATES_CONFIG", str(settings.DEFAULT_GATES_CONFIG))),
         "alerts": Alerts(webhook_url=env_or("AGENT_PIPELINE_ALERT_WEBHOOK_URL", "")),

@@ -96,3 +96,17 @@ def test_every_lib_module_imports_in_a_fresh_interpreter():
     code = "import importlib, sys\nfor m in sys.argv[1:]:\n    importlib.import_module(m)\n"
     proc = subprocess.run([sys.executable, "-c", code, *sorted(_modules())], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_lib_does_not_read_the_environment():
+    """Settings come in as arguments (resources, the CLI): lib/ never reads os.environ / os.getenv."""
+    bad = []
+    for path in _modules().values():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr in ("environ", "getenv")
+                and getattr(node.value, "id", "") == "os"
+            ):
+                bad.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not bad, "lib/ reads the environment at:\n" + "\n".join(bad)

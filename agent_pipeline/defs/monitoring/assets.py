@@ -8,6 +8,7 @@ from agent_pipeline.defs.resources import MlflowRegistry, RouterFiles, StateFold
 from agent_pipeline.defs.retries import TRANSIENT_RETRY
 from agent_pipeline.defs.tracing import traced
 from agent_pipeline.lib.core import settings
+from agent_pipeline.lib.core.files import atomic_write
 from agent_pipeline.lib.monitoring import drift, ingest, report_page
 from agent_pipeline.lib.monitoring import records as monitoring
 
@@ -132,7 +133,7 @@ def drift_report(context: dg.AssetExecutionContext, mlflow: MlflowRegistry, stat
     # Today's texts are featurized by the same router version that produced the reference.
     router = mlflow.open(state.path).load(version=reference_version).router
     result = monitoring.day_drift(log, reference, router, html_path=out_dir / f"{partition}.html", seed=20261125)
-    (out_dir / f"{partition}.json").write_text(json.dumps(result.to_dict(), indent=2, sort_keys=True, default=str))
+    atomic_write(out_dir / f"{partition}.json", json.dumps(result.to_dict(), indent=2, sort_keys=True, default=str))
     served = sorted({str(v) for v in log["model_version"].dropna()}) if "model_version" in log else []
     report_page.annotate(
         out_dir / f"{partition}.html",

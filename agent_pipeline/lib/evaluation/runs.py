@@ -28,6 +28,7 @@ from typing import Any
 import pandas as pd
 
 from agent_pipeline.lib.core import settings
+from agent_pipeline.lib.core.files import atomic_path, atomic_write
 from agent_pipeline.lib.evaluation import metrics as m
 
 ITEM_COLUMNS = (
@@ -136,9 +137,7 @@ def evaluate(
 
 
 def _write_json(path: Path, doc: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=2, sort_keys=True, default=_json_default) + "\n")
-    tmp.replace(path)
+    atomic_write(path, json.dumps(doc, indent=2, sort_keys=True, default=_json_default) + "\n")
 
 
 def _json_default(obj):
@@ -151,14 +150,14 @@ def _json_default(obj):
 def save(evaluation: Evaluation, directory: Path) -> Path:
     """Write the evaluation folder; returns it. Files are written atomically."""
     directory.mkdir(parents=True, exist_ok=True)
-    evaluation.items.to_csv(directory / "items.csv.tmp", index=False)
-    (directory / "items.csv.tmp").replace(directory / "items.csv")
+    with atomic_path(directory / "items.csv") as tmp:
+        evaluation.items.to_csv(tmp, index=False)
     _write_json(directory / "metrics.json", evaluation.metrics_document())
     _write_json(directory / "latency.json", evaluation.latency)
     if evaluation.safety_items is not None:
-        evaluation.safety_items.to_csv(directory / "safety_items.csv.tmp", index=False)
-        (directory / "safety_items.csv.tmp").replace(directory / "safety_items.csv")
-    (directory / "confusion.md").write_text(evaluation.confusion_markdown() + "\n")
+        with atomic_path(directory / "safety_items.csv") as tmp:
+            evaluation.safety_items.to_csv(tmp, index=False)
+    atomic_write(directory / "confusion.md", evaluation.confusion_markdown() + "\n")
     evaluation.path = directory
     return directory
 
@@ -248,10 +247,9 @@ def bless(home: Path, evaluation: Evaluation, *, blessed_by: str, blessed_at: st
         shutil.rmtree(target)
     shutil.copytree(evaluation.path, target)
     _write_json(target / "blessing.json", info)
-    (root / "current.json.tmp").write_text(
-        json.dumps({"path": str(target), **info}, indent=2, sort_keys=True, default=str)
+    atomic_write(
+        root / "current.json", json.dumps({"path": str(target), **info}, indent=2, sort_keys=True, default=str)
     )
-    (root / "current.json.tmp").replace(root / "current.json")
     return info
 
 

@@ -40,13 +40,14 @@ Evidently is imported inside ``compute_drift`` only.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from agent_pipeline.lib.core.files import atomic_path
 
 DEFAULT_CATEGORICAL = ("route", "fallback")
 DEFAULT_NUMERICAL = ("confidence", "text_length", "word_count", "oov_rate")
@@ -349,11 +350,6 @@ def _mean(series: pd.Series, column: str, name: str) -> float:
 def _write_atomically(path: Path, save: Callable[[str], object]) -> Path:
     """Write through ``save(tmp_path)`` next to ``path``, then rename: readers never see half a file."""
     path = path.expanduser().resolve()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         save(str(tmp))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path

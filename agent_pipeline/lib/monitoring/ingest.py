@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import uuid
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -32,6 +30,7 @@ from typing import Any
 
 import pandas as pd
 
+from agent_pipeline.lib.core.files import atomic_path, atomic_write
 from agent_pipeline.lib.monitoring.records import RECORD_COLUMNS
 from agent_pipeline.lib.router.agents import FALLBACK_ROUTE
 
@@ -110,17 +109,12 @@ def ingest_partition(
     out_dir, quarantine_dir = Path(out_dir), Path(quarantine_dir)
     log = _frame(valid)
     log_path = out_dir / f"{partition}.parquet"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = log_path.with_name(f".{log_path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    log.to_parquet(tmp, index=False, schema=_schema())
-    os.replace(tmp, log_path)
+    with atomic_path(log_path) as tmp:
+        log.to_parquet(tmp, index=False, schema=_schema())
 
     quarantine_path = quarantine_dir / f"{partition}.jsonl"
     if bad:
-        quarantine_dir.mkdir(parents=True, exist_ok=True)
-        tmp = quarantine_path.with_name(f".{quarantine_path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-        tmp.write_text("".join(json.dumps(b, ensure_ascii=False) + "\n" for b in bad), encoding="utf-8")
-        os.replace(tmp, quarantine_path)
+        atomic_write(quarantine_path, "".join(json.dumps(b, ensure_ascii=False) + "\n" for b in bad))
     else:
         quarantine_path.unlink(missing_ok=True)  # a stale quarantine from an earlier ingest of this day
 

@@ -11,13 +11,12 @@ the validation texts, i.e. what "normal" looked like for the model now serving.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
 
-from agent_pipeline.lib.core import settings
+from agent_pipeline.lib.core.files import atomic_path, atomic_write
 
 RECORD_COLUMNS = (
     "timestamp",
@@ -34,8 +33,8 @@ RECORD_COLUMNS = (
 )
 
 
-def reference_path(home: Path | None = None) -> Path:
-    return (home or settings.pipeline_home()) / "monitoring" / "reference.parquet"
+def reference_path(home: Path) -> Path:
+    return Path(home) / "monitoring" / "reference.parquet"
 
 
 def with_features(records: pd.DataFrame, router) -> pd.DataFrame:
@@ -67,10 +66,9 @@ def capture_reference(home: Path, model, texts: Iterable[str]) -> dict:
     path = reference_path(home)
     path.parent.mkdir(parents=True, exist_ok=True)
     versioned = path.with_name(f"reference-v{model.version}.parquet")
-    frame.to_parquet(versioned, index=False)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    frame.to_parquet(tmp, index=False)
-    tmp.replace(path)
+    for target in (versioned, path):
+        with atomic_path(target) as tmp:
+            frame.to_parquet(tmp, index=False)
     return {"rows": len(frame), "path": str(versioned)}
 
 
@@ -125,7 +123,5 @@ def restore_reference(home: Path, version: str) -> bool:
     versioned = path.with_name(f"reference-v{version}.parquet")
     if not versioned.is_file():
         return False
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_bytes(versioned.read_bytes())
-    tmp.replace(path)
+    atomic_write(path, versioned.read_bytes())
     return True

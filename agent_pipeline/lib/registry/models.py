@@ -41,9 +41,12 @@ def utc_now() -> str:
     return datetime.now(UTC).replace(microsecond=0).isoformat()
 
 
-def current_user() -> str:
+def current_user(name: str = "") -> str:
+    """``name`` (the configured ``AGENT_PIPELINE_USER``) or the login name."""
+    if name:
+        return name
     try:
-        return os.environ.get("AGENT_PIPELINE_USER") or getpass.getuser()
+        return getpass.getuser()
     except Exception:  # noqa: BLE001 - getpass raises various errors without a passwd entry
         return "unknown"
 
@@ -80,9 +83,13 @@ class ModelRegistry:
         experiment: str = settings.DEFAULT_EXPERIMENT,
         home: Path | None = None,
         ui_url: str = "",
+        user: str = "",
     ) -> None:
-        self.home = Path(home) if home else settings.pipeline_home()
+        if home is None:
+            raise ValueError("ModelRegistry needs the state folder: pass home= (Settings.home, StateFolder.path)")
+        self.home = Path(home)
         self.tracking_uri = tracking_uri or settings.default_tracking_uri(self.home)
+        self.user = user  # who acts, for the audit log ("" = the login name)
         self.model_name = model_name
         self.experiment = experiment
         self.ui_url = ui_url.rstrip("/")
@@ -309,7 +316,7 @@ class ModelRegistry:
             "version": version,
             "previous_champion": previous,
             "time": utc_now(),
-            "user": current_user(),
+            "user": current_user(self.user),
             **record,
         }
         append_audit(self.home, record)
@@ -334,7 +341,7 @@ class ModelRegistry:
             "version": target,
             "previous_champion": current,
             "time": utc_now(),
-            "user": current_user(),
+            "user": current_user(self.user),
             "reason": reason,
         }
         append_audit(self.home, record)

