@@ -49,7 +49,7 @@ test-integration: setup
 	$(BIN)/python -m pytest -m integration -v
 
 demo: setup
-	$(BIN)/python -m agent_pipeline.demo
+	$(BIN)/python scripts/demo.py
 
 bench: setup
 	$(BIN)/python -m bench

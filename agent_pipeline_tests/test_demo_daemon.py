@@ -1,8 +1,12 @@
-"""End to end: the monitoring loop of ``make demo``, on the small inputs, judged by the state it leaves.
+"""End to end on the real daemon: ``make demo`` on the small inputs, judged by the state it leaves.
 
-The demo runs as ``python -m agent_pipeline.demo`` in a subprocess (as ``make demo`` does) in
-a fresh state folder. The assertions read that folder's Dagster instance (runs, tags, the
-materializations' metadata) and the MLflow registry, not the demo's printout.
+The demo runs as ``python scripts/demo.py`` in a subprocess (as ``make demo`` does) in a fresh
+state folder; it starts ``dagster-daemon run`` there and launches the bootstrap with
+``dagster job launch``, so the sensors, the run queue and the run launcher are production's.
+The assertions read that folder's Dagster instance (runs, tags, the materializations'
+metadata) and the MLflow registry, not the demo's printout. Marked ``integration``: every run
+is a subprocess that imports the code location (minutes in all); ``test_loop_e2e.py`` plays
+the same story in-process in the default suite.
 
 Inputs: the small training slice, golden set and router config of ``small_inputs``, but the
 whole validation split. The confidence threshold is tuned on validation; on the 6-per-label
@@ -49,20 +53,27 @@ def run_metadata(instance: dg.DagsterInstance, run_id: str, asset: str) -> dict:
     raise AssertionError(f"run {run_id} did not materialize {asset}")
 
 
-@pytest.mark.slow
-def test_new_topic_drift_retrains_once_and_promotes_v2(small_inputs, pipeline_env):
+@pytest.mark.integration
+def test_new_topic_drift_retrains_once_and_promotes_v2_on_the_daemon(small_inputs, pipeline_env):
     home = pipeline_env
     env = {
         **subprocess_env(small_inputs, home),
         "AGENT_PIPELINE_VALIDATION_DATA": str(settings.DEFAULT_VALIDATION_DATA),
     }
     proc = subprocess.run(
-        [sys.executable, "-m", "agent_pipeline.demo", "--home", str(home), "--rows-per-day", str(ROWS_PER_DAY)],
+        [
+            sys.executable,
+            str(settings.PROJECT_ROOT / "scripts" / "demo.py"),
+            "--home",
+            str(home),
+            "--rows-per-day",
+            str(ROWS_PER_DAY),
+        ],
         env=env,
         cwd=settings.PROJECT_ROOT,
         capture_output=True,
         text=True,
-        timeout=420,
+        timeout=1500,
     )
     output = proc.stdout[-4000:] + proc.stderr[-3000:]
     assert proc.returncode == 0, output

@@ -1,4 +1,4 @@
-"""``make demo``: the monitoring loop told end to end, headless, in a fresh state folder.
+"""``make demo``: the monitoring loop told end to end on the real Dagster daemon, in a fresh state folder.
 
 The story: ``train_and_promote_job`` bootstraps champion v1; three days of ``stable`` traffic
 arrive, the landing sensor ingests them and their drift reports find nothing; three days of a
@@ -6,15 +6,16 @@ arrive, the landing sensor ingests them and their drift reports find nothing; th
 drift sensor asks for one retraining run. That run learns from the reviewed feedback in the
 inference log, and the gates promote its candidate or block it with their reasons.
 
-What is real: a Dagster instance on SQLite in ``$AGENT_PIPELINE_HOME/dagster`` (``dagster dev``
-on the same home shows every run, event, sensor tick and cursor afterwards), the code
-location's definitions, its sensors evaluated against that instance, and runs of the jobs they
-name, with the requests' run keys, tags and partitions. What stands in for the daemon is
-``Orchestrator``: it evaluates a sensor tick, records the tick and the sensor's cursor in the
-instance's instigator state as the daemon does, skips a run key that already has a run,
-creates each requested run in the instance at request time (so the drift sensor's cooldown
-sees a queued retrain, as it would under the daemon), and executes queued runs in order, one at
-a time, in this process; the daemon's queue would run two at once (``dagster.yaml``).
+Everything is the production machinery: ``dagster-daemon run`` (started here as a subprocess on
+the state folder's instance) evaluates the sensors and launches their runs through the
+instance's queued run coordinator and run launcher; the bootstrap run is launched with
+``dagster job launch``. This script only writes the traffic (as a serving process would) and
+reads what happened back from the instance (runs, events, materializations). The sensors tick
+every ``AGENT_PIPELINE_SENSOR_INTERVAL_SECONDS`` (30 s in production; the demo sets 5 s).
+
+State folder: ``--home``, else ``$AGENT_PIPELINE_HOME/demo-<UTC timestamp>`` (a relative
+``AGENT_PIPELINE_HOME`` is relative to the current directory; default ``.agent_pipeline``).
+Afterwards ``AGENT_PIPELINE_HOME=<that folder> make run`` shows every run, tick and cursor.
 
 Exit code 0 only when every run expected to succeed did and the story happened as told
 (stable days without drift, one retrain after the new topic). A retrain whose candidate a
@@ -25,10 +26,14 @@ earlier (a failed dataset check, a crash) is not.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
+import signal
+import subprocess
 import sys
 import time
+import uuid
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -45,9 +50,10 @@ MONITORING_JOB = "traffic_monitoring_job"
 LANDING_SENSOR = "landing_files_sensor"
 DRIFT_SENSOR = "drift_retrain_sensor"
 TRIGGER_TAG = "agent_pipeline/trigger"  # as in defs/monitoring/sensors.py
-RUN_KEY_TAG = "dagster/run_key"
-SENSOR_NAME_TAG = "dagster/sensor_name"
 PARTITION_TAG = "dagster/partition"
+SENSOR_INTERVAL_S = 5  # AGENT_PIPELINE_SENSOR_INTERVAL_SECONDS for the daemon (production: 30)
+BIN = Path(sys.executable).parent
+FINISHED = ("SUCCESS", "FAILURE", "CANCELED")
 GATED_ASSET = "candidate_evaluation"  # its blocking checks are the promotion gates
 # Run-level Dagster logs at WARNING: failures and warnings stay visible, step chatter does not.
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -59,15 +65,17 @@ class DemoError(RuntimeError):
 
 # -- state folder and logging ---------------------------------------------------------------
 def fresh_home(requested: str | None, now: datetime) -> Path:
-    """``requested`` (must be missing or empty) or ``.agent_pipeline/demo-<UTC timestamp>``.
+    """``requested`` (must be missing or empty) or ``$AGENT_PIPELINE_HOME/demo-<UTC timestamp>``.
 
     The only file tolerated is ``dagster/dagster.yaml``: ``agent_pipeline._home`` copies it at
     interpreter start when ``AGENT_PIPELINE_HOME`` or ``DAGSTER_HOME`` already points there.
     """
+    from agent_pipeline.lib.core.settings import resolve_home
+
     home = (
         Path(requested).expanduser().resolve()
         if requested
-        else REPO_ROOT / ".agent_pipeline" / f"demo-{now:%Y%m%dT%H%M%SZ}"
+        else resolve_home(os.environ.get("AGENT_PIPELINE_HOME")) / f"demo-{now:%Y%m%dT%H%M%SZ}"
     )
     if home.exists():
         files = [p for p in home.rglob("*") if not p.is_dir()] if home.is_dir() else [home]
@@ -90,6 +98,7 @@ def use_home(home: Path) -> list[str]:
     os.environ["DAGSTER_HOME"] = str(home / "dagster")
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+    os.environ["AGENT_PIPELINE_SENSOR_INTERVAL_SECONDS"] = str(SENSOR_INTERVAL_S)
     from agent_pipeline import _home
 
     _home.apply()  # copies dagster.yaml into the new DAGSTER_HOME
@@ -190,162 +199,70 @@ class RunReport:
         )
 
 
-# -- the daemon's part ------------------------------------------------------------------------
-@dataclass
-class Tick:
-    sensor: str
-    run_ids: list[str]
-    skipped_run_keys: list[str]
-    skip_reason: str | None
-    cursor: str | None
+# -- the daemon and the CLI -----------------------------------------------------------------------
+class Daemon:
+    """``dagster-daemon run`` on the state folder's instance, as a subprocess of this script.
 
-    def describe(self) -> str:
-        if self.run_ids:
-            out = f"tick {self.sensor}: {len(self.run_ids)} run(s) requested ({', '.join(r[:8] for r in self.run_ids)})"
-        else:
-            out = f"tick {self.sensor}: skipped - {self.skip_reason or 'no run requests'}"
-        if self.skipped_run_keys:
-            out += f"; {len(self.skipped_run_keys)} request(s) deduplicated (run key already has a run)"
-        return out
+    Its output goes to ``<home>/daemon.log``. Stopped (SIGTERM to its process group, then
+    SIGKILL after 20 s) when the story ends; the runs it launched are children of that group.
+    """
 
+    def __init__(self, home: Path) -> None:
+        self.log_path = home / "daemon.log"
+        self.proc: subprocess.Popen | None = None
 
-class Orchestrator:
-    """Stands in for the daemon on a real instance: sensor ticks, cursors, run keys, a run queue."""
-
-    def __init__(self, instance, defs) -> None:
-        from dagster._core.remote_origin import RemoteRepositoryOrigin
-        from dagster._core.workspace.load_target import WorkspaceFileTarget
-
-        self.instance = instance
-        self.defs = defs
-        self.queue: list[str] = []
-        # The code location as workspace.yaml declares it, so ticks and cursors land on the
-        # same sensor state that `dagster dev -w workspace.yaml` shows for this home.
-        location = WorkspaceFileTarget(paths=[str(REPO_ROOT / "workspace.yaml")]).create_origins()[0]
-        self.repository_origin = RemoteRepositoryOrigin(location, defs.get_repository_def().name)
-
-    def submit(self, job_name: str, tags: dict[str, str], partition: str | None = None) -> str:
-        """Create a run of ``job_name`` in the instance now (the daemon does at request time); queue it."""
-        job = self.defs.resolve_job_def(job_name)
-        run = self.instance.create_run_for_job(
-            job_def=job,
-            run_config=QUIET_RUN_CONFIG,
-            tags={**job.run_tags, **tags, **({PARTITION_TAG: partition} if partition else {})},
+    def __enter__(self) -> Daemon:
+        self._log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [str(BIN / "dagster-daemon"), "run", "-w", str(REPO_ROOT / "workspace.yaml")],
+            cwd=REPO_ROOT,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
-        self.queue.append(run.run_id)
-        return run.run_id
+        return self
 
-    def run_next(self) -> RunReport:
-        """Execute the oldest queued run in this process; report it from the event log."""
-        from dagster._core.definitions.job_base import InMemoryJob
-        from dagster._core.execution.api import execute_run
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
 
-        run = self.instance.get_run_by_id(self.queue.pop(0))
-        t0 = time.perf_counter()
-        execute_run(InMemoryJob(self.defs.resolve_job_def(run.job_name)), run, self.instance)
-        return RunReport.read(self.instance, run.run_id, time.perf_counter() - t0)
+    def __exit__(self, *exc) -> None:
+        if self.alive():
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self._log.close()
 
-    def tick(self, name: str) -> Tick:
-        """Evaluate one tick of sensor ``name`` with its stored cursor; record tick, cursor, runs."""
-        import dagster as dg
-        from dagster._core.definitions.run_request import InstigatorType
-        from dagster._core.remote_origin import RemoteInstigatorOrigin
-        from dagster._core.scheduler.instigation import (
-            InstigatorState,
-            InstigatorStatus,
-            SensorInstigatorData,
-            TickData,
-            TickStatus,
-        )
-        from dagster._utils.error import serializable_error_info_from_exc_info
 
-        sensor = self.defs.resolve_sensor_def(name)
-        origin = RemoteInstigatorOrigin(self.repository_origin, name)
-        origin_id, selector_id = origin.get_id(), origin.get_selector().get_id()
-        now = time.time()
-        state = self.instance.get_instigator_state(origin_id, selector_id)
-        if state is None:
-            state = InstigatorState(
-                origin,
-                InstigatorType.SENSOR,
-                InstigatorStatus.DECLARED_IN_CODE,
-                SensorInstigatorData(
-                    min_interval=sensor.minimum_interval_seconds,
-                    last_sensor_start_timestamp=now,
-                    sensor_type=sensor.sensor_type,
-                ),
-            )
-            self.instance.add_instigator_state(state)
-        previous = state.instigator_data
-        tick = self.instance.create_tick(
-            TickData(
-                instigator_origin_id=origin_id,
-                instigator_name=name,
-                instigator_type=InstigatorType.SENSOR,
-                status=TickStatus.STARTED,
-                timestamp=now,
-                selector_id=selector_id,
-            )
-        )
-        context = dg.build_sensor_context(
-            instance=self.instance,
-            cursor=previous.cursor,
-            sensor_name=name,
-            repository_def=self.defs.get_repository_def(),
-            resources=self.defs.resources,
-            last_sensor_start_time=previous.last_sensor_start_timestamp,
-        )
-        try:
-            result = sensor.evaluate_tick(context)
-        except Exception as exc:
-            self.instance.update_tick(
-                tick.with_status(TickStatus.FAILURE, error=serializable_error_info_from_exc_info(sys.exc_info()))
-            )
-            raise DemoError(f"sensor {name} failed: {type(exc).__name__}: {exc}") from exc
-
-        run_ids, skipped, last_key = [], [], previous.last_run_key
-        for request in result.run_requests or []:
-            key = request.run_key
-            if key and (
-                key in self._queued_keys(name)
-                or self.instance.get_runs(
-                    filters=dg.RunsFilter(tags={RUN_KEY_TAG: key, SENSOR_NAME_TAG: name}), limit=1
-                )
-            ):
-                skipped.append(key)
-                continue
-            tags = {**request.tags, SENSOR_NAME_TAG: name, **({RUN_KEY_TAG: key} if key else {})}
-            run_id = self.submit(request.job_name or sensor.job_name, tags, request.partition_key)
-            tick = tick.with_run_info(run_id, key)
-            run_ids.append(run_id)
-            last_key = key or last_key
-        reason = result.skip_message
-        if not run_ids and skipped:
-            reason = f"all {len(skipped)} run request(s) have runs already (run keys)"
-        tick = tick.with_status(TickStatus.SUCCESS if run_ids else TickStatus.SKIPPED)
-        if reason and not run_ids:
-            tick = tick.with_reason(skip_reason=reason)
-        tick = tick.with_cursor(result.cursor)
-        self.instance.update_tick(tick)
-        self.instance.update_instigator_state(
-            state.with_data(
-                SensorInstigatorData(
-                    last_tick_timestamp=now,
-                    last_run_key=last_key,
-                    min_interval=sensor.minimum_interval_seconds,
-                    cursor=result.cursor,
-                    last_tick_start_timestamp=now,
-                    last_sensor_start_timestamp=previous.last_sensor_start_timestamp,
-                    sensor_type=sensor.sensor_type,
-                    last_tick_success_timestamp=time.time(),
-                )
-            )
-        )
-        return Tick(name, run_ids, skipped, None if run_ids else reason, result.cursor)
-
-    def _queued_keys(self, sensor: str) -> set[str]:
-        runs = [self.instance.get_run_by_id(r) for r in self.queue]
-        return {r.tags[RUN_KEY_TAG] for r in runs if r.tags.get(SENSOR_NAME_TAG) == sensor and RUN_KEY_TAG in r.tags}
+def launch(job_name: str, tags: dict[str, str]) -> str:
+    """``dagster job launch`` (through the instance's run coordinator: the daemon runs it); the run id."""
+    run_id = str(uuid.uuid4())
+    proc = subprocess.run(
+        [
+            str(BIN / "dagster"),
+            "job",
+            "launch",
+            "-w",
+            str(REPO_ROOT / "workspace.yaml"),
+            "-j",
+            job_name,
+            "--run-id",
+            run_id,
+            "--tags",
+            json.dumps(tags),
+            "--config-json",
+            json.dumps(QUIET_RUN_CONFIG),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise DemoError(f"dagster job launch {job_name} failed: {(proc.stderr or proc.stdout).strip()[-800:]}")
+    return run_id
 
 
 # -- the story ----------------------------------------------------------------------------------
@@ -353,7 +270,9 @@ class Orchestrator:
 class Demo:
     home: Path
     rows_per_day: int
-    orchestrator: Orchestrator
+    instance: Any
+    daemon: Daemon
+    deadline: float
     t0: float = field(default_factory=time.time)
     timeline: list[tuple[float, str]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
@@ -361,6 +280,7 @@ class Demo:
     drift_by_day: dict[str, dict[str, Any]] = field(default_factory=dict)
     retrain_runs: list[str] = field(default_factory=list)
     landing_files: dict[str, Path] = field(default_factory=dict)
+    seen: set[str] = field(default_factory=set)
 
     # printing
     def event(self, text: str) -> None:
@@ -379,20 +299,18 @@ class Demo:
 
     # building blocks
     def champion(self):
-        from agent_pipeline.lib.core.settings import DEFAULT_MODEL_NAME
+        from agent_pipeline.lib.core.settings import Settings
         from agent_pipeline.lib.registry.models import ModelRegistry
 
-        store = ModelRegistry(
-            model_name=os.environ.get("AGENT_PIPELINE_MODEL_NAME") or DEFAULT_MODEL_NAME, home=self.home
-        )
-        return store.load(alias="champion")
+        s = Settings.from_env(os.environ)
+        return ModelRegistry(model_name=s.model_name, home=s.home).load(alias="champion")
 
     def simulate(self, scenario: str, start: date) -> list[Path]:
         from agent_pipeline.lib.core import settings
         from agent_pipeline.lib.monitoring import traffic
 
         model = self.champion()
-        pool = traffic.read_pool(settings.env_path("AGENT_PIPELINE_TRAFFIC_POOL", settings.DEFAULT_TRAFFIC_POOL))
+        pool = traffic.read_pool(settings.Settings.from_env(os.environ).traffic_pool)
         paths = traffic.simulate(
             model,
             pool,
@@ -413,17 +331,66 @@ class Demo:
         self.detail(f"landing files: {', '.join(p.name for p in paths)}")
         return paths
 
-    def execute_next(self) -> RunReport:
-        report = self.orchestrator.run_next()
-        self.reports.append(report)
-        trigger = report.tags.get(TRIGGER_TAG, "manual")
-        partition = f" [{report.tags[PARTITION_TAG]}]" if PARTITION_TAG in report.tags else ""
-        self.event(
-            f"run {report.short_id} {report.job}{partition} ({trigger}): {report.status} in {report.seconds:.1f} s"
-        )
-        for step, _, message in report.errors:
-            self.detail(f"failed step {step}: {message.splitlines()[0][:300]}")
+    def wait(self, what: str, done, poll_s: float = 1.0):
+        """Poll ``done()`` until it returns a truthy value; fail on the deadline or a dead daemon."""
+        while True:
+            value = done()
+            if value:
+                return value
+            if not self.daemon.alive():
+                raise DemoError(f"the daemon exited while waiting for {what}; see {self.daemon.log_path}")
+            if time.time() > self.deadline:
+                raise DemoError(f"timed out waiting for {what}; see {self.daemon.log_path}")
+            time.sleep(poll_s)
+
+    def runs(self, job: str, tags: dict[str, str] | None = None) -> list:
+        import dagster as dg
+
+        return list(reversed(self.instance.get_runs(filters=dg.RunsFilter(job_name=job, tags=tags or {}))))
+
+    def finished(self, run) -> RunReport:
+        """The report of a finished run (timeline line once per run)."""
+        run = self.instance.get_run_by_id(run.run_id)
+        stats = self.instance.get_run_stats(run.run_id)
+        seconds = (stats.end_time or time.time()) - (stats.launch_time or stats.start_time or time.time())
+        report = RunReport.read(self.instance, run.run_id, seconds)
+        if run.run_id not in self.seen:
+            self.seen.add(run.run_id)
+            self.reports.append(report)
+            trigger = report.tags.get(TRIGGER_TAG, "manual")
+            partition = f" [{report.tags[PARTITION_TAG]}]" if PARTITION_TAG in report.tags else ""
+            via = report.tags.get("dagster/sensor_name", "dagster job launch")
+            self.event(
+                f"run {report.short_id} {report.job}{partition} ({trigger}, by {via}): {report.status} "
+                f"in {report.seconds:.1f} s"
+            )
+            for step, _, message in report.errors:
+                self.detail(f"failed step {step}: {message.splitlines()[0][:300]}")
         return report
+
+    def monitoring_days(self, days: list[str]) -> list[RunReport]:
+        """Wait for the landing sensor's run of each day to finish; their reports in day order."""
+
+        def done():
+            by_day = {}
+            for run in self.runs(MONITORING_JOB):
+                day = run.tags.get(PARTITION_TAG)
+                if day in days and run.status.value in FINISHED:
+                    by_day[day] = run
+            return by_day if len(by_day) == len(days) else None
+
+        by_day = self.wait(f"{MONITORING_JOB} runs of {days[0]}..{days[-1]}", done)
+        reports = [self.finished(by_day[d]) for d in days]
+        for report in reports:
+            self.describe_drift(report)
+        return reports
+
+    def drift_retrains(self) -> list:
+        return self.runs(TRAIN_JOB, {TRIGGER_TAG: "drift"})
+
+    def settle(self) -> None:
+        """Give the drift sensor two ticks to act on the newest drift reports."""
+        time.sleep(2 * SENSOR_INTERVAL_S + 2)
 
     def describe_training(self, report: RunReport, expect_feedback: bool) -> str | None:
         """Print datasets, candidate and gates; return the promoted version, if any."""
@@ -481,18 +448,6 @@ class Demo:
                 f"{md.get('drifted_features')})"
             )
 
-    def drain(self) -> None:
-        """Run the queue; after each monitoring run, tick the drift sensor (the daemon would)."""
-        while self.orchestrator.queue:
-            report = self.execute_next()
-            if report.job == MONITORING_JOB:
-                self.describe_drift(report)
-                tick = self.orchestrator.tick(DRIFT_SENSOR)
-                self.event(tick.describe())
-                self.retrain_runs += tick.run_ids
-            elif report.job == TRAIN_JOB:
-                self.describe_training(report, expect_feedback=True)
-
     # the story
     def run(self) -> int:
         today = datetime.now(UTC).date()
@@ -500,34 +455,52 @@ class Demo:
         new_topic_start = today - timedelta(days=DAYS_PER_PHASE)
 
         print("\n== 1. bootstrap: train, evaluate, gate and promote the first champion", flush=True)
-        self.orchestrator.submit(TRAIN_JOB, {TRIGGER_TAG: "demo_bootstrap"})
-        bootstrap = self.execute_next()
+        run_id = launch(TRAIN_JOB, {TRIGGER_TAG: "demo_bootstrap"})
+        self.event(f"dagster job launch {TRAIN_JOB}: run {run_id[:8]} queued; the daemon launches it")
+        run = self.wait(
+            f"bootstrap run {run_id[:8]}",
+            lambda: (r := self.instance.get_run_by_id(run_id)) is not None and r.status.value in FINISHED and r,
+        )
+        bootstrap = self.finished(run)
         if self.describe_training(bootstrap, expect_feedback=False) is None:
             self.problem(f"bootstrap run {bootstrap.run_id} did not promote a champion ({bootstrap.status})")
             return self.finish()
 
         print(f"\n== 2. {DAYS_PER_PHASE} days of stable traffic", flush=True)
         self.simulate("stable", stable_start)
-        self.event(self.orchestrator.tick(LANDING_SENSOR).describe())
-        self.drain()
         stable_days = [str(stable_start + timedelta(days=d)) for d in range(DAYS_PER_PHASE)]
+        self.monitoring_days(stable_days)
+        self.settle()
         drifted = [d for d in stable_days if self.drift_by_day.get(d, {}).get("drift_detected")]
         missing = [d for d in stable_days if d not in self.drift_by_day]
         if drifted or missing:
             self.problem(f"stable days: drift on {drifted or 'none'}, no drift report for {missing or 'none'}")
-        if self.retrain_runs:
-            self.problem(f"stable traffic triggered retraining: {self.retrain_runs}")
+        if self.drift_retrains():
+            self.problem(f"stable traffic triggered retraining: {[r.run_id for r in self.drift_retrains()]}")
             return self.finish()
+        self.event("drift sensor: no retrain after the stable days")
 
         print(f"\n== 3. {DAYS_PER_PHASE} days of a new topic", flush=True)
         self.simulate("new-topic", new_topic_start)
-        self.event(self.orchestrator.tick(LANDING_SENSOR).describe())
-        self.drain()
         new_days = [str(new_topic_start + timedelta(days=d)) for d in range(DAYS_PER_PHASE)]
+        self.monitoring_days(new_days)
         if not any(self.drift_by_day.get(d, {}).get("drift_detected") for d in new_days):
             self.problem("no drift report flagged the new-topic days")
-        if len(self.retrain_runs) != 1:
-            self.problem(f"expected one retraining run after the new topic, got {len(self.retrain_runs)}")
+            return self.finish()
+        retrain = self.wait("the drift sensor's retrain run", lambda: self.drift_retrains())[0]
+        self.event(
+            f"drift sensor requested run {retrain.run_id[:8]} (drift on {retrain.tags.get('agent_pipeline/drift_partition')}: "
+            f"{retrain.tags.get('agent_pipeline/drifted_features')})"
+        )
+        run = self.wait(
+            f"retrain run {retrain.run_id[:8]}",
+            lambda: (r := self.instance.get_run_by_id(retrain.run_id)).status.value in FINISHED and r,
+        )
+        self.retrain_runs.append(run.run_id)
+        self.describe_training(self.finished(run), expect_feedback=True)
+        self.settle()
+        if len(self.drift_retrains()) != 1:
+            self.problem(f"expected one retraining run after the new topic, got {len(self.drift_retrains())}")
         return self.finish()
 
     def finish(self) -> int:
@@ -585,16 +558,16 @@ class Demo:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m agent_pipeline.demo", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python scripts/demo.py", description=__doc__.splitlines()[0])
     p.add_argument(
         "--home",
         default=None,
-        help="state folder to create (must be missing or empty); "
-        "default: .agent_pipeline/demo-<UTC timestamp> in the repository",
+        help="state folder to create (must be missing or empty); default: $AGENT_PIPELINE_HOME/demo-<UTC timestamp>",
     )
     p.add_argument(
         "--rows-per-day", type=int, default=1000, help=f"simulated requests per day (at least {MIN_ROWS_PER_DAY})"
     )
+    p.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds (default 600)")
     return p
 
 
@@ -619,10 +592,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     quiet_logs()
     import dagster as dg
 
-    from agent_pipeline.definitions import defs
-
-    with dg.DagsterInstance.get() as instance:
-        demo = Demo(home, args.rows_per_day, Orchestrator(instance, defs()))
+    with dg.DagsterInstance.get() as instance, Daemon(home) as daemon:
+        print(f"dagster-daemon: pid {daemon.proc.pid}, log {daemon.log_path}")
+        demo = Demo(home, args.rows_per_day, instance, daemon, time.time() + args.timeout)
         try:
             return demo.run()
         except DemoError as exc:

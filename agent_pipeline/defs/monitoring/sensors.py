@@ -14,6 +14,7 @@ Sensors only list folders, hash small files and read the event log: no ML import
 """
 
 import hashlib
+import os
 import re
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,11 +29,14 @@ from agent_pipeline.lib.core import settings
 TRIGGER_TAG = "agent_pipeline/trigger"
 LANDING_RE = re.compile(r"^(\d{4}-\d{2}-\d{2})[^/]*\.jsonl$")
 DRIFT_COOLDOWN_SECONDS = 6 * 3600
+# How often the daemon evaluates the landing and drift sensors (read when the code location
+# loads). The demo sets 5 s so its story fits in minutes.
+SENSOR_INTERVAL_S = int(os.environ.get("AGENT_PIPELINE_SENSOR_INTERVAL_SECONDS") or 30)
 
 
 @dg.sensor(
     job=automation.traffic_monitoring_job,
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=SENSOR_INTERVAL_S,
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def landing_files_sensor(context: dg.SensorEvaluationContext, state: StateFolder):
@@ -96,7 +100,7 @@ def _cooldown_message(context: dg.SensorEvaluationContext) -> str | None:
 
 @dg.sensor(
     job=automation.train_and_promote_job,
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=SENSOR_INTERVAL_S,
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def drift_retrain_sensor(context: dg.SensorEvaluationContext):
