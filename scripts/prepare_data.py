@@ -46,9 +46,7 @@ def main(src: Path, out: Path) -> None:
     pool_in = train[in_scope].groupby("label", group_keys=False).sample(n=POOL_PER_INTENT, random_state=SEED)
     pool_oos = train[train["label"] == "oos"].sample(n=POOL_OOS, random_state=SEED)
     pool_new = pd.concat([train[new_topic], val[val["label"].isin(NEW_TOPIC_INTENTS)]])
-    pool = pd.concat(
-        [pool_in.assign(scenario="stable"), pool_oos.assign(scenario="oos"), pool_new.assign(scenario="new_topic")]
-    )
+    pool = pd.concat([pool_in.assign(pool="stable"), pool_oos.assign(pool="oos"), pool_new.assign(pool="new-topic")])
     train_out = train.drop(index=pool_in.index.union(pool_oos.index).union(train.index[new_topic]))
     val_out = val[~val["label"].isin(NEW_TOPIC_INTENTS)]
     # CLINC150 repeats 3 validation texts verbatim in train; drop them so no text is shared
@@ -60,7 +58,7 @@ def main(src: Path, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     train_out[cols].sort_values("id").to_csv(out / "train.csv", index=False)
     val_out[cols].sort_values("id").to_csv(out / "val.csv", index=False)
-    pool[cols + ["scenario"]].sort_values("id").to_csv(out / "traffic_pool.csv", index=False)
+    pool[cols + ["pool"]].sort_values("id").to_csv(out / "traffic_pool.csv", index=False)
     shutil.copy(src / "domains.json", out / "domains.json")
     print(f"train {len(train_out)}  val {len(val_out)}  traffic_pool {len(pool)}")
 

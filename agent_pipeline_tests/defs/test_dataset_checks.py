@@ -80,7 +80,7 @@ def _duplicate_id(df: pd.DataFrame) -> pd.DataFrame:
 @pytest.mark.parametrize(
     "mutate,rule,evidence",
     [
-        (_drop_label, "has_required_columns", ["missing column(s) 'label'"]),
+        (_drop_label, "has_required_columns", ["missing required column(s) 'label' (found:"]),
         (_unknown_label, "labels_known", ["'teleport_me'", "row 4: id='golden-005'"]),
         (_empty_text, "text_not_empty", ["1 of 150 rows have empty or whitespace-only text", "row 7: id='golden-008'"]),
         (_duplicate_id, "ids_unique", ["'golden-003'", "row 2: id='golden-003'", "row 9: id='golden-003'"]),

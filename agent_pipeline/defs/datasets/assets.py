@@ -51,42 +51,26 @@ def training_examples(
     """
     registry = files.registry()
     curated = datasets.load_dataset(files.train_path, registry, id_prefix="train")
-    curated["source"] = "curated"
     reviewed = feedback.reviewed_examples(state.path, registry, exclude_texts=curated["text"])
-    # A reviewed production text that is also a validation or golden case would leak into
-    # training (and fail the no-leakage checks, blocking every retrain): it stays out.
-    eval_texts = set()
-    for path in (files.validation_path, files.golden_path):
-        eval_texts |= set(
-            feedback.normalized(datasets.read_dataset(path).get("text", pd.Series(dtype=str)).astype(str))
-        )
-    in_eval = feedback.normalized(reviewed["text"].astype(str)).isin(eval_texts)
-    n_in_eval = int(in_eval.sum())
-    reviewed = reviewed[~in_eval.to_numpy()]
-    counts = reviewed["label"].value_counts()
-    thin = [
-        lab for lab, n in counts.items() if n < files.min_train_examples_per_label and lab not in set(curated["label"])
+    eval_texts = [
+        t
+        for path in (files.validation_path, files.golden_path)
+        for t in datasets.read_dataset(path).get("text", pd.Series(dtype=str)).astype(str)
     ]
-    held_back = reviewed[reviewed["label"].isin(thin)]
-    if len(held_back):
+    admission = feedback.admit_feedback(curated, reviewed, eval_texts, files.min_train_examples_per_label)
+    if admission.held_back:
         context.log.warning(
-            "holding back %d reviewed rows of labels with fewer than %d examples: %s",
-            len(held_back),
+            "holding back reviewed rows of labels with fewer than %d examples: %s",
             files.min_train_examples_per_label,
-            counts[thin].to_dict(),
+            admission.held_back,
         )
-    reviewed = reviewed[~reviewed["label"].isin(thin)]
-    df = pd.concat([curated, reviewed], ignore_index=True) if len(reviewed) else curated
     return dataset_output(
-        df,
+        admission.examples,
         files.train_path,
         {
-            "n_curated": len(curated),
-            "n_feedback": len(reviewed),
-            "n_feedback_held_back": len(held_back),
-            "n_feedback_in_eval_sets": n_in_eval,
-            "feedback_labels": dg.MetadataValue.json(reviewed["label"].value_counts().to_dict()),
-            "feedback_held_back": dg.MetadataValue.json(counts[thin].to_dict()),
+            **admission.metadata(),
+            "feedback_labels": dg.MetadataValue.json(admission.admitted["label"].value_counts().to_dict()),
+            "feedback_held_back": dg.MetadataValue.json(admission.held_back),
         },
     )
 

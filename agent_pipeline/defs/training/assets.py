@@ -1,7 +1,5 @@
 """``router_candidate``: fit the router, log it to MLflow, register it as the new candidate."""
 
-import subprocess
-
 import dagster as dg
 import pandas as pd
 
@@ -9,22 +7,9 @@ from agent_pipeline.defs.resources import MlflowRegistry, RouterFiles, StateFold
 from agent_pipeline.defs.retries import TRANSIENT_RETRY
 from agent_pipeline.defs.tracing import traced
 from agent_pipeline.lib.core import settings
+from agent_pipeline.lib.core.provenance import git_commit
 from agent_pipeline.lib.data import datasets
 from agent_pipeline.lib.router.model import train_router
-
-
-def git_commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(settings.PROJECT_ROOT), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        )
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 @dg.asset(
@@ -62,6 +47,9 @@ def router_candidate(
         guard=files.router_guard(),
     )
     curve = report.pop("threshold_curve")
+    notes = report.pop("warnings")
+    for note in notes:
+        context.log.warning(note)
     data_versions = {
         "training_examples": datasets.fingerprint(training_examples),
         "validation_examples": datasets.fingerprint(validation_examples),
@@ -70,30 +58,14 @@ def router_candidate(
     logged = store.log_router(
         router,
         params={
-            "tier": train_settings.tier,
-            "fast_model": train_settings.fast_model,
-            **(
-                {
-                    "svm_C": train_settings.svm_c,
-                    "svm_temperature": train_settings.svm_temperature,
-                    "nb_alpha": train_settings.nb_alpha,
-                    "nb_weight": train_settings.nb_weight,
-                    "nb_temperature": train_settings.nb_temperature,
-                }
-                if train_settings.fast_model == "svm_nb"
-                else {}
-            ),
-            "C": train_settings.c,
-            "max_iter": train_settings.max_iter,
-            "seed": train_settings.seed,
-            "threshold_objective": train_settings.threshold_objective,
+            **train_settings.mlflow_params(),
             "rules": ",".join(r.name for r in rules),
             "guard": ",".join(sorted(router.guard.patterns)) if router.guard is not None else "off",
             **{f"data_version.{k}": v for k, v in data_versions.items()},
         },
         metrics={k: v for k, v in report.items() if isinstance(v, (int, float))},
         tags={
-            "git_commit": git_commit(),
+            "git_commit": git_commit(settings.PROJECT_ROOT),
             "dagster_run_id": context.run.run_id,
             "training_examples_version": data_versions["training_examples"],
             "validation_examples_version": data_versions["validation_examples"],
@@ -134,6 +106,7 @@ def router_candidate(
             "fit_seconds": float(report["fit_seconds"]),
             "n_train": int(report["n_train"]),
             "n_labels": int(report["n_labels"]),
+            "training_notes": dg.MetadataValue.md("\n".join(f"- {n}" for n in notes) or "(none)"),
             "threshold_curve": dg.MetadataValue.md(
                 curve.iloc[:: max(1, len(curve) // 15)].to_markdown(index=False, floatfmt=".3f")
             ),

@@ -328,11 +328,18 @@ def _columns_rule(source: str, missing: list[str], columns: Iterable[Any]) -> Ru
     rule = "has_required_columns"
     if not missing:
         return RuleResult(rule, True, f"{source}: {rule} passed: {', '.join(REQUIRED_COLUMNS)} present", 0, [])
-    listed = ", ".join(repr(c) for c in missing)
+    from agent_pipeline.lib.data.datasets import OPTIONAL_COLUMNS
+    from agent_pipeline.lib.data.datasets import REQUIRED_COLUMNS as USER_REQUIRED
+
+    # ``id`` is derived from text and label when absent: name what the file itself must have.
+    named = [c for c in missing if c in USER_REQUIRED] or missing
+    listed = ", ".join(repr(c) for c in named)
     found = ", ".join(str(c) for c in columns) or "none"
-    return RuleResult(
-        rule, False, f"{source}: {rule} failed: missing column(s) {listed} (found: {found})", len(missing), []
+    message = (
+        f"{source}: {rule} failed: missing required column(s) {listed} (found: {found}; "
+        f"required: {', '.join(USER_REQUIRED)}; optional: {', '.join(OPTIONAL_COLUMNS)})"
     )
+    return RuleResult(rule, False, message, len(named), [])
 
 
 def _skipped(source: str, rule: str, column: str) -> RuleResult:

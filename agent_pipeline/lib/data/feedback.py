@@ -10,6 +10,7 @@ has a known label.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -53,3 +54,43 @@ def reviewed_examples(home: Path, registry: AgentRegistry, exclude_texts: Iterab
     out = normalize(out, registry)
     out["source"] = "feedback"
     return out[columns].sort_values("id", ignore_index=True)
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What retraining learns from: the curated rows plus the reviewed rows admitted."""
+
+    examples: pd.DataFrame  # curated + admitted, in the dataset schema (``source``: curated / feedback)
+    admitted: pd.DataFrame
+    held_back: dict[str, int]  # label -> reviewed rows held back (a new label with too few rows)
+    n_in_eval_sets: int  # reviewed rows left out because their text is an evaluation case
+
+    def metadata(self) -> dict:
+        return {
+            "n_curated": int((self.examples["source"] == "curated").sum()),
+            "n_feedback": len(self.admitted),
+            "n_feedback_held_back": int(sum(self.held_back.values())),
+            "n_feedback_in_eval_sets": self.n_in_eval_sets,
+        }
+
+
+def admit_feedback(
+    curated: pd.DataFrame, reviewed: pd.DataFrame, eval_texts: Iterable[str], min_examples_per_label: int
+) -> Admission:
+    """Which reviewed rows join the curated training rows.
+
+    A reviewed text that is also a validation or golden case stays out (it would leak into
+    training and fail the no-leakage checks, blocking every retrain). A label the curated rows
+    lack joins only once it has ``min_examples_per_label`` reviewed rows; until then its rows
+    are held back (counted, and kept in the log), so one thinly reviewed new topic cannot block
+    a retraining.
+    """
+    curated = curated.assign(source="curated")
+    in_eval = normalized(reviewed["text"].astype(str)).isin(set(normalized(pd.Series(list(eval_texts), dtype=str))))
+    reviewed = reviewed[~in_eval.to_numpy()]
+    counts = reviewed["label"].value_counts()
+    known = set(curated["label"])
+    thin = [lab for lab, n in counts.items() if n < min_examples_per_label and lab not in known]
+    admitted = reviewed[~reviewed["label"].isin(thin)]
+    examples = pd.concat([curated, admitted], ignore_index=True) if len(admitted) else curated
+    return Admission(examples, admitted, {str(k): int(v) for k, v in counts[thin].items()}, int(in_eval.sum()))

@@ -11,12 +11,13 @@ fallback on an in-scope request as wrong; ``fallback_recall``/``fallback_precisi
 well out-of-scope requests are caught. Route-level metrics apply the same idea to routes, with
 ``fallback`` as the out-of-scope route. A *case passes* when its route equals its expected route.
 
-Undefined values: a metric whose denominator is empty (``fallback_recall`` on a set without
-``oos`` cases, say) is ``NaN``, never a made-up 0 or 1; ``finite_metrics`` drops those before
-they become Dagster metadata or MLflow metrics, and ``compare_to_baseline`` skips them (and
-lists them as not compared). The one exception is ``critical_pass_rate``, which is 1.0 when no
-case is tagged ``critical``: a gate on "every critical case passes" holds vacuously, and
-``n_critical`` = 0 says so.
+Undefined values are ``NaN``, never a made-up 0 or 1: a metric whose denominator is empty
+(``fallback_recall`` on a set without ``oos`` cases), the fallback precisions on a set with
+nothing out of scope to catch (every fallback there is a miss, but "how precisely are
+out-of-scope requests caught" has no answer), and ``critical_pass_rate`` when no case is tagged
+``critical`` (``n_critical`` = 0 says so). ``finite_metrics`` drops them before they become
+Dagster metadata or MLflow metrics, and ``compare_to_baseline`` skips them (and lists them as
+not compared).
 
 Everything is vectorised (``pd.factorize`` + ``np.bincount``), so metrics on 100k items cost
 tens of milliseconds; ``macro_f1`` equals scikit-learn's ``f1_score(average="macro")`` over the
@@ -125,13 +126,13 @@ def compute_metrics(items: pd.DataFrame) -> dict[str, float]:
         "label_accuracy": _ratio(label_ok.sum(), n),
         "in_scope_accuracy": _ratio((label_ok & ~gold_oos).sum(), (~gold_oos).sum()),
         "fallback_recall": _ratio((gold_oos & decided_oos).sum(), gold_oos.sum()),
-        "fallback_precision": _ratio((gold_oos & decided_oos).sum(), decided_oos.sum()),
+        "fallback_precision": _ratio((gold_oos & decided_oos).sum(), decided_oos.sum()) if gold_oos.any() else math.nan,
         "route_accuracy": _ratio(passed.sum(), n),
         "route_fallback_recall": _ratio((gold_fb & pred_fb).sum(), gold_fb.sum()),
-        "route_fallback_precision": _ratio((gold_fb & pred_fb).sum(), pred_fb.sum()),
+        "route_fallback_precision": _ratio((gold_fb & pred_fb).sum(), pred_fb.sum()) if gold_fb.any() else math.nan,
         "macro_f1": _macro_f1(label, decided),
         "route_macro_f1": _macro_f1(expected, route),
-        "critical_pass_rate": 1.0 if n_critical == 0 else (n_critical - n_critical_failed) / n_critical,
+        "critical_pass_rate": _ratio(n_critical - n_critical_failed, n_critical),
         "n_critical": float(n_critical),
         "n_critical_failed": float(n_critical_failed),
     }
@@ -356,7 +357,7 @@ def threshold_curve(
 
     At threshold ``t`` a case is decided ``pred`` when ``confidence >= t`` and ``pred != oos``,
     else ``oos``. Columns: threshold, in_scope_accuracy, fallback_recall, fallback_precision,
-    label_accuracy (NaN on an empty denominator). Vectorised: sorting plus ``searchsorted``,
+    label_accuracy (NaN on an empty denominator; fallback_precision also NaN without ``oos`` cases). Vectorised: sorting plus ``searchsorted``,
     O((n + T) log n).
     """
     gold = np.asarray(labels, dtype=object)
@@ -393,7 +394,9 @@ def threshold_curve(
                 "threshold": ts,
                 "in_scope_accuracy": in_correct / n_in if n_in else np.full(len(ts), np.nan),
                 "fallback_recall": oos_caught / n_oos if n_oos else np.full(len(ts), np.nan),
-                "fallback_precision": np.where(decided_oos > 0, oos_caught / np.maximum(decided_oos, 1), np.nan),
+                "fallback_precision": np.where(
+                    (decided_oos > 0) & (n_oos > 0), oos_caught / np.maximum(decided_oos, 1), np.nan
+                ),
                 "label_accuracy": (in_correct + oos_caught) / n if n else np.full(len(ts), np.nan),
             }
         )

@@ -1,15 +1,17 @@
 """Production traffic for the monitoring loop: real held-out requests routed by a real model.
 
+A traffic pool is a CSV with the columns ``text``, ``label`` (the true label, given to the
+reviewed rows) and ``pool``, one of ``stable`` (in-scope requests the router was trained on),
+``oos`` (out-of-scope requests) and ``new-topic`` (requests of a topic the router never saw),
+spelled as the CLI's scenarios are (``new_topic`` and a column named ``scenario`` are read too).
 ``data/clinc150/traffic_pool.csv`` holds texts that are in neither training nor evaluation
-(see ``scripts/prepare_data.py``), each tagged with a pool: ``stable`` (in-scope intents the
-router was trained on), ``oos`` (out-of-scope requests) and ``new_topic`` (five travel intents
-the router never saw). A scenario is a daily mix of those pools:
+(see ``scripts/prepare_data.py``). A scenario is a daily mix of those pools:
 
 =============  =============================================================================
 scenario       mix of each day's requests
 =============  =============================================================================
 ``stable``     97% ``stable`` texts, 3% ``oos`` (about the out-of-scope share of validation)
-``new-topic``  3% ``oos``; ``new_topic`` texts make up 25% on the first day, 5 points more
+``new-topic``  3% ``oos``; ``new-topic`` texts make up 25% on the first day, 5 points more
                each following day up to 50%; the rest ``stable``
 ``oos-surge``  30% ``oos``, 70% ``stable``
 =============  =============================================================================
@@ -27,7 +29,6 @@ Everything except ``latency_ms`` is a function of (seed, day, scenario, pool, mo
 from __future__ import annotations
 
 import json
-import os
 import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -35,10 +36,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from agent_pipeline.lib.core.files import atomic_write
 from agent_pipeline.lib.monitoring.records import RECORD_COLUMNS
 
 SCENARIOS = ("stable", "new-topic", "oos-surge")
-POOL_COLUMNS = ("text", "label", "scenario")
+POOLS = ("stable", "oos", "new-topic")
+POOL_COLUMNS = ("text", "label", "pool")
 STABLE_OOS_SHARE = 0.03
 SURGE_OOS_SHARE = 0.30
 NEW_TOPIC_START, NEW_TOPIC_STEP, NEW_TOPIC_MAX = 0.25, 0.05, 0.50
@@ -49,8 +52,25 @@ class TrafficError(ValueError):
     """Traffic cannot be simulated (bad arguments or pool); the message names what is wrong."""
 
 
+def _with_pool_column(pool: pd.DataFrame, source: str) -> pd.DataFrame:
+    """``pool`` with its ``pool`` column in the CLI's spelling; unknown values are refused."""
+    if "pool" not in pool.columns and "scenario" in pool.columns:  # the earlier name of the column
+        pool = pool.rename(columns={"scenario": "pool"})
+    missing = [c for c in POOL_COLUMNS if c not in pool.columns]
+    if missing:
+        raise TrafficError(
+            f"{source}: traffic pool lacks column(s) {', '.join(missing)} "
+            f"(needs text, label and pool, one of {', '.join(POOLS)})"
+        )
+    pool = pool.assign(pool=pool["pool"].astype(str).str.strip().str.replace("_", "-"))
+    unknown = sorted(set(pool["pool"]) - set(POOLS))
+    if unknown:
+        raise TrafficError(f"{source}: traffic pool values {unknown} are not one of {', '.join(POOLS)}")
+    return pool
+
+
 def read_pool(path: Path | str) -> pd.DataFrame:
-    """Read a traffic pool CSV (``text``, ``label``, ``scenario`` required) as strings."""
+    """Read a traffic pool CSV (``text``, ``label``, ``pool`` required) as strings."""
     path = Path(path)
     if not path.is_file():
         raise TrafficError(f"{path}: traffic pool file not found")
@@ -58,14 +78,11 @@ def read_pool(path: Path | str) -> pd.DataFrame:
         pool = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[])
     except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise TrafficError(f"{path}: cannot parse traffic pool: {exc}") from exc
-    missing = [c for c in POOL_COLUMNS if c not in pool.columns]
-    if missing:
-        raise TrafficError(f"{path}: traffic pool lacks column(s) {', '.join(missing)}")
-    return pool
+    return _with_pool_column(pool, str(path))
 
 
 def day_mix(scenario: str, day_index: int) -> dict[str, float]:
-    """Share of each pool (``stable``, ``oos``, ``new_topic``) on day ``day_index`` (0 = first day)."""
+    """Share of each pool (``stable``, ``oos``, ``new-topic``) on day ``day_index`` (0 = first day)."""
     if scenario == "stable":
         oos, new = STABLE_OOS_SHARE, 0.0
     elif scenario == "new-topic":
@@ -74,7 +91,7 @@ def day_mix(scenario: str, day_index: int) -> dict[str, float]:
         oos, new = SURGE_OOS_SHARE, 0.0
     else:
         raise TrafficError(f"unknown traffic scenario '{scenario}'; expected one of {', '.join(SCENARIOS)}")
-    return {"stable": 1.0 - oos - new, "oos": oos, "new_topic": new}
+    return {"stable": 1.0 - oos - new, "oos": oos, "new-topic": new}
 
 
 def landing_name(day: date, scenario: str, seed: int) -> str:
@@ -104,14 +121,12 @@ def simulate(
         raise TrafficError(f"days ({days}) and rows_per_day ({rows_per_day}) must be at least 1")
     if not 0.0 <= review_share <= 1.0:
         raise TrafficError(f"review_share ({review_share}) must be between 0 and 1")
-    missing = [c for c in POOL_COLUMNS if c not in pool.columns]
-    if missing:
-        raise TrafficError(f"traffic pool lacks column(s) {', '.join(missing)}")
+    pool = _with_pool_column(pool, "traffic pool")
     mixes = [day_mix(scenario, d) for d in range(days)]
-    pools = {name: pool[pool["scenario"] == name] for name in ("stable", "oos", "new_topic")}
+    pools = {name: pool[pool["pool"] == name] for name in POOLS}
     for name, sub in pools.items():
         if sub.empty and any(m[name] > 0 for m in mixes):
-            raise TrafficError(f"traffic pool has no rows with scenario '{name}', needed by scenario '{scenario}'")
+            raise TrafficError(f"traffic pool has no rows with pool '{name}', needed by scenario '{scenario}'")
 
     landing = Path(landing)
     landing.mkdir(parents=True, exist_ok=True)
@@ -148,9 +163,7 @@ def simulate(
             lines.append(json.dumps({k: record[k] for k in RECORD_COLUMNS}, ensure_ascii=False))
 
         path = landing / landing_name(day, scenario, seed)
-        tmp = landing / f".{path.name}.tmp"
-        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write(path, "\n".join(lines) + "\n")
         paths.append(path)
     return paths
 
@@ -161,7 +174,7 @@ def _draw(pools: dict[str, pd.DataFrame], mix: dict[str, float], n: int, rng: np
     counts["stable"] = n - sum(counts.values())
     texts: list[str] = []
     labels: list[str] = []
-    for name in ("stable", "oos", "new_topic"):
+    for name in POOLS:
         k = counts.get(name, 0)
         if k <= 0:
             continue

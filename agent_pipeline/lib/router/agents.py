@@ -22,6 +22,9 @@ class AgentRegistry:
     label_to_agent: dict[str, str]
     unassigned: frozenset[str] = field(default_factory=frozenset)
     descriptions: dict[str, str] = field(default_factory=dict)
+    # Declared rules, each under the agent it routes to (``agents.<agent>.rules``): raw specs
+    # ``{"name", "all", "label"}`` in file order; ``model.rules_from_config`` compiles them.
+    rules: tuple[dict, ...] = ()
 
     @property
     def agents(self) -> list[str]:
@@ -57,12 +60,26 @@ class AgentRegistry:
         fallback = str(raw.get("fallback_agent") or "general")
         label_to_agent: dict[str, str] = {}
         descriptions: dict[str, str] = {}
+        rules: list[dict] = []
         for agent, spec in (raw.get("agents") or {}).items():
             if agent == FALLBACK_ROUTE:
                 raise ConfigError(f"{source}: '{FALLBACK_ROUTE}' is reserved and cannot name an agent")
             if not isinstance(spec, dict) or not isinstance(spec.get("labels"), list):
                 raise ConfigError(f"{source}: agent '{agent}' needs a 'labels' list")
             descriptions[str(agent)] = str(spec.get("description", ""))
+            agent_rules = spec.get("rules") or []
+            if not isinstance(agent_rules, list):
+                raise ConfigError(f"{source}: agents.{agent}.rules must be a list of rules")
+            for i, rule in enumerate(agent_rules):
+                where = f"{source}: agents.{agent}.rules[{i}]"
+                if not isinstance(rule, dict) or not {"name", "all", "label"} <= set(rule):
+                    raise ConfigError(f"{where}: a rule needs 'name', 'all' (patterns) and 'label', got {rule!r}")
+                if str(rule["label"]) not in {str(x) for x in spec["labels"]}:
+                    raise ConfigError(
+                        f"{where}: rule '{rule['name']}' sets label '{rule['label']}', which is not one of "
+                        f"agent '{agent}''s labels; a rule belongs to the agent it routes to"
+                    )
+                rules.append(dict(rule))
             for label in spec["labels"]:
                 label = str(label)
                 if label in label_to_agent:
@@ -76,7 +93,7 @@ class AgentRegistry:
         both = unassigned & set(label_to_agent)
         if both:
             raise ConfigError(f"{source}: labels both assigned and unassigned: {sorted(both)}")
-        return cls(fallback, label_to_agent, unassigned, descriptions)
+        return cls(fallback, label_to_agent, unassigned, descriptions, tuple(rules))
 
 
 def load_agent_registry(path: Path | str) -> AgentRegistry:

@@ -50,16 +50,19 @@ _WORD_RE = re.compile(r"(?u)\b\w\w+\b")
 
 
 def rules_from_config(raw: dict, registry: AgentRegistry, source: str = "router config") -> list[Rule]:
-    rules = []
-    for spec in raw.get("rules") or []:
-        if not isinstance(spec, dict) or not {"name", "all", "label"} <= set(spec):
-            raise ConfigError(f"{source}: each rule needs 'name', 'all' and 'label', got {spec!r}")
-        if spec["label"] not in registry.known_labels:
-            raise ConfigError(
-                f"{source}: rule '{spec['name']}' sets label '{spec['label']}', unknown to the agent registry"
-            )
-        rules.append(Rule.create(str(spec["name"]), [str(p) for p in spec["all"]], str(spec["label"])))
-    return rules
+    """The declared rules, compiled: those of the agent map (``agents.<agent>.rules`` in
+    ``config/agents.yaml``, each under the agent it routes to), in file order.
+
+    Rules live with the agents they target, so a team's own agent map never inherits another
+    map's rules. A router config (``raw``, from ``source``) that still declares ``rules`` is
+    refused with a message saying where they go now.
+    """
+    if raw.get("rules"):
+        raise ConfigError(
+            f"{source}: 'rules' moved to the agent map: list each rule under the agent it routes to "
+            f"(agents.<agent>.rules in config/agents.yaml) and remove 'rules' here"
+        )
+    return [Rule.create(str(s["name"]), [str(p) for p in s["all"]], str(s["label"])) for s in registry.rules]
 
 
 class Router:
@@ -217,6 +220,9 @@ class TrainSettings:
     threshold_grid: tuple[float, float, float] = (0.05, 0.95, 0.01)
     threshold_objective: str = "label_accuracy"
     fallback_weight: float = 1.0
+    # Out-of-scope texts for tuning the threshold when the validation split has none
+    # (``threshold.oos_pool``; the shipped generic pool is data/oos_generic.csv). "" = none.
+    oos_pool: str = ""
     # Tiers (lib/router/tiers.py); the accurate and cascade defaults were tuned on the validation split.
     tier: str = "fast"
     embedding_weight: float = 1.75
@@ -260,6 +266,29 @@ class TrainSettings:
                 f"router config: classifier.static_embedding_weight must be >= 0, got {self.static_embedding_weight}"
             )
 
+    def mlflow_params(self) -> dict[str, object]:
+        """The settings an MLflow run records (the svm_nb settings only when that model is fitted)."""
+        svm_nb = (
+            {
+                "svm_C": self.svm_c,
+                "svm_temperature": self.svm_temperature,
+                "nb_alpha": self.nb_alpha,
+                "nb_weight": self.nb_weight,
+                "nb_temperature": self.nb_temperature,
+            }
+            if self.fast_model == "svm_nb"
+            else {}
+        )
+        return {
+            "tier": self.tier,
+            "fast_model": self.fast_model,
+            **svm_nb,
+            "C": self.c,
+            "max_iter": self.max_iter,
+            "seed": self.seed,
+            "threshold_objective": self.threshold_objective,
+        }
+
     @classmethod
     def from_config(cls, raw: dict) -> TrainSettings:
         th = raw.get("threshold") or {}
@@ -276,6 +305,7 @@ class TrainSettings:
             ),
             threshold_objective=str(th.get("objective", cls.threshold_objective)),
             fallback_weight=float(th.get("fallback_weight", cls.fallback_weight)),
+            oos_pool=str(th.get("oos_pool") or ""),
             tier=str(clf.get("tier", cls.tier)),
             embedding_weight=float(clf.get("embedding_weight", cls.embedding_weight)),
             accurate_tol=float(clf.get("accurate_tol", cls.accurate_tol)),
@@ -329,6 +359,32 @@ def tune_threshold(curve: pd.DataFrame, objective: str, fallback_weight: float) 
     return float(curve["threshold"].iloc[int(np.argmax(score.to_numpy()))])
 
 
+NO_OOS_WARNING = (
+    "the validation split has no out-of-scope ('{oos}') rows, so the fallback threshold cannot be tuned: "
+    "it sits at the bottom of its grid and the router falls back only for labels without an agent. "
+    "Add '{oos}' rows to the validation file, or set threshold.oos_pool in the router config to a file "
+    "of out-of-scope texts (data/oos_generic.csv ships 170 generic ones; docs/onboarding.md)"
+)
+
+
+def _with_out_of_scope(validation: pd.DataFrame, oos_pool: str) -> tuple[pd.DataFrame, list[str]]:
+    """``validation`` for threshold tuning, and warnings: when it has no ``oos`` rows, the
+    ``oos_pool`` texts are added as ``oos`` (or, without a pool, a warning says what to do)."""
+    from agent_pipeline.lib.data.datasets import read_dataset
+    from agent_pipeline.lib.router.decision import OOS_LABEL
+
+    if (validation["label"].astype(str) == OOS_LABEL).any():
+        return validation, []
+    if not oos_pool:
+        return validation, [NO_OOS_WARNING.format(oos=OOS_LABEL)]
+    pool = read_dataset(oos_pool)
+    if "text" not in pool.columns or pool.empty:
+        raise ConfigError(f"threshold.oos_pool {oos_pool}: needs a non-empty 'text' column")
+    extra = pd.DataFrame({"text": pool["text"].astype(str), "label": OOS_LABEL})
+    note = f"validation has no '{OOS_LABEL}' rows: the threshold was tuned with {len(extra)} texts from {oos_pool}"
+    return pd.concat([validation[["text", "label"]], extra], ignore_index=True), [note]
+
+
 def train_router(
     train: pd.DataFrame,
     validation: pd.DataFrame,
@@ -356,6 +412,7 @@ def train_router(
     projection = TruncatedSVD(n_components=N_PROJECTION, random_state=settings.seed)
     projection.fit(clf.word_vectorizer.transform(train["text"].astype(str)))
 
+    validation, notes = _with_out_of_scope(validation, settings.oos_pool)
     proba = clf.predict_proba(validation["text"].astype(str))
     top = proba.argmax(axis=1)
     start, stop, step = settings.threshold_grid
@@ -376,6 +433,7 @@ def train_router(
         "val_fallback_precision": float(at["fallback_precision"]),
         "val_label_accuracy": float(at["label_accuracy"]),
         "threshold_curve": curve,
+        "warnings": notes,
     }
     info = {"n_train": int(len(train)), "seed": settings.seed, "C": settings.c, "fast_model": settings.fast_model}
     return Router(clf, registry, rules, threshold, projection, info, guard), report

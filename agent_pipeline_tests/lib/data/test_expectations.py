@@ -158,7 +158,8 @@ def test_missing_column_fails_schema_and_skips_dependent_rules(column, skipped):
 
     assert failed_rules(report) == {"has_required_columns"} | skipped
     schema = next(r for r in report.rules if r.rule == "has_required_columns")
-    assert f"{SOURCE}: has_required_columns failed: missing column(s) '{column}'" in schema.message
+    assert f"{SOURCE}: has_required_columns failed: missing required column(s) '{column}'" in schema.message
+    assert "optional: expected_route, id, tags" in schema.message
     for rule in report.failures():
         if rule.rule in skipped:
             assert rule.message == f"{SOURCE}: {rule.rule} failed: skipped: column '{column}' missing"
@@ -238,3 +239,14 @@ def test_real_training_set_passes():
 
     assert report.passed, report.summary()
     assert report.n_rows == len(df) > 10_000
+
+
+def test_a_file_without_label_names_label_not_the_derived_id():
+    """A team's file with ``category`` instead of ``label``: the message names ``label`` (``id``
+    is derived from text and label, so it is not the user's to add) and lists the optional columns."""
+    from agent_pipeline.lib.data.datasets import normalize
+
+    df = normalize(pd.DataFrame({"text": ["hello there"], "category": ["greeting"]}))
+    schema = next(r for r in validate(df).rules if r.rule == "has_required_columns")
+    assert "missing required column(s) 'label' (found: text, category" in schema.message
+    assert "'id'" not in schema.message and "optional: expected_route, id, tags" in schema.message

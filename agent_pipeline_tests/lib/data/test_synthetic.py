@@ -14,7 +14,7 @@ from agent_pipeline.lib.router.agents import load_agent_registry, load_yaml
 from agent_pipeline.lib.router.model import rules_from_config
 
 ROUTER_CONFIG = load_yaml(settings.DEFAULT_ROUTER_CONFIG, "router config")
-RULE_PATTERNS = [p for rule in ROUTER_CONFIG["rules"] for p in rule["all"]]
+RULE_PATTERNS = [p for rule in load_agent_registry(settings.DEFAULT_AGENTS_CONFIG).rules for p in rule["all"]]
 FILLER_WORDS = {"um", "uh", "so", "ok", "hey", "please", "can", "could", "you"}
 
 

@@ -109,16 +109,16 @@ def test_undefined_metrics_are_nan_and_dropped_from_float_metadata(items):
     in_scope_only = items[items["label"] != "oos"]
     m = compute_metrics(in_scope_only.assign(tags=""))
     assert math.isnan(m["fallback_recall"])  # no oos case: recall is undefined, not 0 or 1
-    assert m["fallback_precision"] == 0.0  # fallbacks happened, none of them on an oos case
-    assert m["critical_pass_rate"] == 1.0 and m["n_critical"] == 0.0
+    assert math.isnan(m["fallback_precision"])  # nothing out of scope to catch: undefined, not 0.0
+    assert math.isnan(m["critical_pass_rate"]) and m["n_critical"] == 0.0  # undefined, not a vacuous 1.0
     floats = finite_metrics(m)
-    assert "fallback_recall" not in floats and floats["fallback_precision"] == 0.0
+    assert "fallback_recall" not in floats and "fallback_precision" not in floats and "critical_pass_rate" not in floats
     assert finite_metrics({"a": None, "b": float("inf"), "c": np.float64(0.5), "d": 2}) == {"c": 0.5, "d": 2.0}
 
     empty = compute_metrics(items.iloc[0:0])
     assert empty["n"] == 0.0
     assert all(math.isnan(empty[k]) for k in HEADLINE)
-    assert finite_metrics(empty) == {"n": 0.0, "critical_pass_rate": 1.0, "n_critical": 0.0, "n_critical_failed": 0.0}
+    assert finite_metrics(empty) == {"n": 0.0, "n_critical": 0.0, "n_critical_failed": 0.0}
 
 
 def test_missing_column_is_named(items):
@@ -245,7 +245,7 @@ def _naive_curve(labels, preds, confs, thresholds, oos="oos") -> pd.DataFrame:
                 "in_scope_accuracy": sum(g == d for g, d in in_scope) / len(in_scope) if in_scope else math.nan,
                 "fallback_recall": sum(d == oos for d in oos_rows) / len(oos_rows) if oos_rows else math.nan,
                 "fallback_precision": (
-                    sum(g == oos for g in decided_oos) / len(decided_oos) if decided_oos else math.nan
+                    sum(g == oos for g in decided_oos) / len(decided_oos) if decided_oos and oos_rows else math.nan
                 ),
                 "label_accuracy": sum(g == d for g, d in zip(labels, decided)) / len(labels),
             }

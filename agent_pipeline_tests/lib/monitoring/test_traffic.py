@@ -66,7 +66,7 @@ def read(path: Path) -> pd.DataFrame:
 
 
 def pool_share(frame: pd.DataFrame, pool: pd.DataFrame, name: str) -> float:
-    return float(frame["text"].isin(set(pool.loc[pool["scenario"] == name, "text"])).mean())
+    return float(frame["text"].isin(set(pool.loc[pool["pool"] == name, "text"])).mean())
 
 
 def test_one_file_per_day_with_exactly_the_record_columns(landed):
@@ -107,9 +107,9 @@ def test_scenario_mixes(landed, pool):
     surge = [read(p) for p in landed["oos-surge"]]
     for day in stable:
         assert pool_share(day, pool, "oos") == pytest.approx(0.03, abs=0.005)
-        assert pool_share(day, pool, "new_topic") == 0.0
+        assert pool_share(day, pool, "new-topic") == 0.0
     # the new topic ramps from 25% on the first day by 5 points a day
-    assert [pool_share(d, pool, "new_topic") for d in new_topic] == pytest.approx([0.25, 0.30], abs=0.005)
+    assert [pool_share(d, pool, "new-topic") for d in new_topic] == pytest.approx([0.25, 0.30], abs=0.005)
     for day in surge:
         assert pool_share(day, pool, "oos") == pytest.approx(0.30, abs=0.005)
     stable_fallback = pd.concat(stable)["fallback"].mean()
@@ -140,10 +140,10 @@ def test_decisions_are_the_models(landed, model):
 def test_bad_arguments_are_one_line_errors(model, pool, tmp_path):
     with pytest.raises(traffic.TrafficError, match="unknown traffic scenario 'weekend'.*stable, new-topic, oos-surge"):
         traffic.simulate(model, pool, start=START, days=1, scenario="weekend", seed=1, landing=tmp_path)
-    with pytest.raises(traffic.TrafficError, match="no rows with scenario 'new_topic'"):
+    with pytest.raises(traffic.TrafficError, match="no rows with pool 'new-topic'"):
         traffic.simulate(
             model,
-            pool[pool["scenario"] != "new_topic"],
+            pool[pool["pool"] != "new-topic"],
             start=START,
             days=1,
             scenario="new-topic",
@@ -156,8 +156,14 @@ def test_bad_arguments_are_one_line_errors(model, pool, tmp_path):
         )
     bad = tmp_path / "pool.csv"
     bad.write_text("text,label\nhello,greeting\n")
-    with pytest.raises(traffic.TrafficError, match=r"pool.csv: traffic pool lacks column\(s\) scenario"):
+    with pytest.raises(traffic.TrafficError, match=r"pool.csv: traffic pool lacks column\(s\) pool \(needs text"):
         traffic.read_pool(bad)
+    bad.write_text("text,label,pool\nhello,greeting,weekend\n")
+    with pytest.raises(traffic.TrafficError, match=r"values \['weekend'\] are not one of stable, oos, new-topic"):
+        traffic.read_pool(bad)
+    legacy = tmp_path / "legacy.csv"  # the earlier column name and spelling are read too
+    legacy.write_text("text,label,scenario\nvisa for canada,international_visa,new_topic\n")
+    assert traffic.read_pool(legacy)["pool"].tolist() == ["new-topic"]
     assert list(tmp_path.glob("*.jsonl")) == []
 
 

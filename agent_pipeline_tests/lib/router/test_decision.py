@@ -194,3 +194,21 @@ def test_fallback_and_oos_are_spelled_in_one_place():
             if node.value in (FALLBACK_ROUTE, OOS_LABEL, LOW_CONFIDENCE, OUT_OF_SCOPE, NO_AGENT):
                 offenders.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno} {node.value!r}")
     assert not offenders, "use the constants of lib/router/decision.py:\n" + "\n".join(offenders)
+
+
+def test_mlflow_params_name_the_model_that_was_fitted():
+    lr = TrainSettings().mlflow_params()
+    assert lr["fast_model"] == "logistic_regression" and "svm_C" not in lr and lr["C"] == 10.0
+    svm = TrainSettings(fast_model="svm_nb").mlflow_params()
+    assert svm["svm_C"] == 3.0 and svm["nb_weight"] == 0.2
+
+
+def test_a_team_agent_map_brings_its_own_rules_or_none():
+    """The default router config carries no rules: another agent map trains without CLINC150's."""
+    from agent_pipeline.lib.router.agents import AgentRegistry
+
+    raw = load_yaml(settings.DEFAULT_ROUTER_CONFIG, "router config")
+    theirs = AgentRegistry.from_dict({"fallback_agent": "general", "agents": {"cards": {"labels": ["card_lost"]}}})
+    assert rules_from_config(raw, theirs) == []
+    ours = load_agent_registry(settings.DEFAULT_AGENTS_CONFIG)
+    assert [r.name for r in rules_from_config(raw, ours)] == ["contract_summary", "contract_review"]

@@ -147,8 +147,14 @@ def test_text_features_for_drift(trained):
 def test_config_errors_are_clear(agents):
     with pytest.raises(ConfigError, match="rule 'bad': invalid regular expression"):
         Rule.create("bad", ["("], "contract_summary")
-    with pytest.raises(ConfigError, match="unknown to the agent registry"):
+    with pytest.raises(ConfigError, match=r"'rules' moved to the agent map.*agents.<agent>.rules"):
         rules_from_config({"rules": [{"name": "x", "all": ["a"], "label": "nope"}]}, agents)
+    with pytest.raises(
+        ConfigError, match=r"agents.a.rules\[0\]: rule 'x' sets label 'y', which is not one of agent 'a''s"
+    ):
+        AgentRegistry.from_dict(
+            {"agents": {"a": {"labels": ["x"], "rules": [{"name": "x", "all": ["z"], "label": "y"}]}}}
+        )
     with pytest.raises(ConfigError, match="listed under both"):
         AgentRegistry.from_dict({"agents": {"a": {"labels": ["x"]}, "b": {"labels": ["x"]}}})
     with pytest.raises(ConfigError, match="agent registry file not found"):
