@@ -14,7 +14,7 @@ or "Book me a flight to Denver please". ``generate_variants`` turns each case of
 
 Guarantees:
 
-* Text matched by any ``protected_patterns`` regex (the rule patterns of ``config/router.yaml``)
+* Text matched by any ``protected_patterns`` regex (the rule patterns of ``config/agents.yaml``)
   is never altered; moved at most. Every pattern matches the variant exactly as often and on
   the same strings as the source, so a rule fires on a variant iff it fires on its source.
 * Label and expected route are copied; variants are not ``critical`` (nor ``canonical``):

@@ -4,8 +4,9 @@ Every path that routes text calls this module: ``Router.route`` (one request),
 ``Router.route_batch`` (many), the serving bundle (``lib/serving/bundle.py``) and, through the
 router, the MLflow pyfunc. A decision is made in this order:
 
-1. **Pre-classifier stages** (the declared rules, ``config/router.yaml``) are tried in order; the
-   first that matches decides the label (confidence 1.0) and the classifier is not asked.
+1. **Pre-classifier stages** (the declared rules, ``agents.<agent>.rules`` in
+   ``config/agents.yaml``) are tried in order; the first that matches decides the label
+   (confidence 1.0) and the classifier is not asked.
 2. The **classifier** gives its top label and that label's probability (the confidence).
 3. Below the **threshold** the request goes to the fallback (``low_confidence``).
 4. The **agent map** turns the label into a route; ``oos`` goes to the fallback
