@@ -45,3 +45,14 @@ def test_dg_check_defs(tmp_path):
     )
     assert proc.returncode == 0, f"dg check defs:\n{proc.stdout[-4000:]}{proc.stderr[-2000:]}"
     assert "All definitions loaded successfully" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+
+
+def test_a_dagster_deprecation_in_our_code_fails_the_suite():
+    """pyproject's filterwarnings turn a deprecated Dagster call from our code into an error."""
+    import dagster as dg
+
+    with (
+        dg.instance_for_test() as instance,
+        pytest.raises(DeprecationWarning, match="is deprecated and will be removed"),
+    ):
+        instance.get_event_records(dg.EventRecordsFilter(event_type=dg.DagsterEventType.ASSET_MATERIALIZATION), limit=1)

@@ -144,21 +144,10 @@ def test_malformed_golden_file_stops_the_run_before_anything_downstream(
     bad = write(df, tmp_path / "golden_malformed.csv")
     monkeypatch.setenv("AGENT_PIPELINE_GOLDEN_DATA", str(bad))
     job = defs().resolve_job_def("train_and_promote_job")
-    # Everything but router_candidate: the gate sits before training would matter, and the
-    # run stays seconds long. candidate_evaluation and champion_model are in the selection.
-    selection = [
-        dg.AssetKey(k)
-        for k in (
-            "training_examples",
-            "validation_examples",
-            "golden_eval_set",
-            "synthetic_eval_set",
-            "candidate_evaluation",
-            "champion_model",
-        )
-    ]
+    # The whole job, router_candidate included: "nothing downstream" must hold because the
+    # blocking check blocks, not because the selection left the consumers out.
     with dg.instance_for_test() as instance:
-        result = job.execute_in_process(instance=instance, asset_selection=selection, raise_on_error=False)
+        result = job.execute_in_process(instance=instance, raise_on_error=False)
         assert not result.success
         evaluations = {(e.asset_key.to_user_string(), e.check_name): e for e in result.get_asset_check_evaluations()}
         golden = evaluations[("golden_eval_set", "passes_dataset_expectations")]
@@ -168,6 +157,7 @@ def test_malformed_golden_file_stops_the_run_before_anything_downstream(
         assert "'teleport_me'" in golden.description
         materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
         assert "golden_eval_set" in materialized  # the checked asset itself is stored; its consumers are not
+        assert "router_candidate" in materialized  # not downstream of the golden set: trained, never judged
         for key in ("synthetic_eval_set", "candidate_evaluation", "champion_model"):
             assert key not in materialized
             assert instance.get_latest_materialization_event(dg.AssetKey(key)) is None

@@ -114,8 +114,6 @@ class TextClassifier:
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import FeatureUnion, Pipeline
 
-        from agent_pipeline.lib.router.svm_nb import SvmNbBlend
-
         blocks = [
             ("word", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, dtype=np.float64)),
             (
@@ -133,6 +131,8 @@ class TextClassifier:
             )
             pipeline = Pipeline([("features", FeatureUnion(blocks)), ("clf", clf)]).fit(texts, labels)
             return cls(pipeline)
+        from agent_pipeline.lib.router.svm_nb import SvmNbBlend  # opt-in: loaded only when configured
+
         counts = TfidfVectorizer(
             analyzer="char_wb", ngram_range=(2, 5), min_df=2, use_idf=False, norm=None, dtype=np.float64
         )  # raw counts: the same n-grams as the char block, for MultinomialNB
