@@ -10,6 +10,7 @@ import pandas as pd
 
 from agent_pipeline.defs.resources import RouterFiles, StateFolder
 from agent_pipeline.defs.tracing import traced
+from agent_pipeline.lib.core import markdown
 from agent_pipeline.lib.data import datasets, feedback
 from agent_pipeline.lib.data.synthetic import generate_variants
 from agent_pipeline.lib.router.decision import FALLBACK_ROUTE
@@ -30,7 +31,7 @@ def dataset_output(df: pd.DataFrame, source: str, extra: dict | None = None) -> 
         "n_critical": int(datasets.has_tag(df["tags"], "critical").sum()) if "tags" in df.columns else 0,
         "data_version": version,
         "dagster/column_schema": dg.TableSchema(columns=[dg.TableColumn(str(c), str(t)) for c, t in df.dtypes.items()]),
-        "preview": dg.MetadataValue.md(df.head(10).to_markdown(index=False) if len(df) else "(empty)"),
+        "preview": dg.MetadataValue.md(markdown.frame_table(df.head(10))),
         **(extra or {}),
     }
     return dg.Output(df, metadata=metadata, data_version=dg.DataVersion(version))

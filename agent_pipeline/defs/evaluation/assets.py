@@ -8,6 +8,7 @@ import pandas as pd
 from agent_pipeline.defs.resources import MlflowRegistry, StateFolder
 from agent_pipeline.defs.retries import TRANSIENT_RETRY
 from agent_pipeline.defs.tracing import traced
+from agent_pipeline.lib.core import markdown
 from agent_pipeline.lib.data import datasets
 from agent_pipeline.lib.evaluation import metrics
 from agent_pipeline.lib.evaluation import runs as evaluation
@@ -81,11 +82,9 @@ def evaluation_metadata(ev: evaluation.Evaluation, store: ModelRegistry, run_id:
             "fingerprint": ev.fingerprint,
             "items_path": dg.MetadataValue.path(str(ev.path / "items.csv")),
             "mlflow_run": dg.MetadataValue.url(store.run_url(run_id)),
-            "per_route": dg.MetadataValue.md(ev.per_route.to_markdown(index=False, floatfmt=".3f")),
+            "per_route": dg.MetadataValue.md(markdown.frame_table(ev.per_route, floatfmt=".3f")),
             "confusion_matrix": dg.MetadataValue.md(ev.confusion_markdown()),
-            "failing_cases": dg.MetadataValue.md(
-                failing.to_markdown(index=False, floatfmt=".3f") if len(failing) else "none"
-            ),
+            "failing_cases": dg.MetadataValue.md(markdown.frame_table(failing, floatfmt=".3f", empty="none")),
         }
     )
     return md

@@ -6,7 +6,7 @@ import pandas as pd
 from agent_pipeline.defs.resources import MlflowRegistry, RouterFiles, StateFolder
 from agent_pipeline.defs.retries import TRANSIENT_RETRY
 from agent_pipeline.defs.tracing import traced
-from agent_pipeline.lib.core import settings
+from agent_pipeline.lib.core import markdown, settings
 from agent_pipeline.lib.core.provenance import git_commit
 from agent_pipeline.lib.data import datasets
 from agent_pipeline.lib.router.model import train_router
@@ -108,7 +108,7 @@ def router_candidate(
             "n_labels": int(report["n_labels"]),
             "training_notes": dg.MetadataValue.md("\n".join(f"- {n}" for n in notes) or "(none)"),
             "threshold_curve": dg.MetadataValue.md(
-                curve.iloc[:: max(1, len(curve) // 15)].to_markdown(index=False, floatfmt=".3f")
+                markdown.frame_table(curve.iloc[:: max(1, len(curve) // 15)], floatfmt=".3f")
             ),
         },
         data_version=dg.DataVersion(f"v{logged['version']}"),

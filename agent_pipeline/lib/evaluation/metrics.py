@@ -29,12 +29,13 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
+from agent_pipeline.lib.core.markdown import table as md_table
 from agent_pipeline.lib.data.datasets import has_tag
 from agent_pipeline.lib.router.agents import FALLBACK_ROUTE, OOS_LABEL
 
@@ -164,18 +165,6 @@ def per_route_metrics(items: pd.DataFrame) -> pd.DataFrame:
     return frame.sort_values("route", kind="stable").reset_index(drop=True)
 
 
-def _md_cell(value: object) -> str:
-    if isinstance(value, float):
-        return "" if math.isnan(value) else f"{value:.4g}"
-    return str(value).replace("|", "\\|").replace("\r", " ").replace("\n", " ")
-
-
-def _md_table(header: Sequence[object], rows: Iterable[Sequence[object]]) -> str:
-    lines = ["| " + " | ".join(_md_cell(h) for h in header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(_md_cell(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def confusion_markdown(items: pd.DataFrame, by: str = "route") -> str:
     """A markdown confusion table of counts: rows = gold values present, columns = predicted values present.
 
@@ -195,7 +184,7 @@ def confusion_markdown(items: pd.DataFrame, by: str = "route") -> str:
     cols_idx = sorted(np.flatnonzero(predicted), key=lambda i: names[i])
     header = [f"{gold_col} \\ {pred_col}"] + [names[j] for j in cols_idx]
     rows = [[names[i]] + [int(matrix[i, j]) for j in cols_idx] for i in rows_idx]
-    return _md_table(header, rows)
+    return md_table(header, rows)
 
 
 def failing_cases(items: pd.DataFrame, limit: int | None = 20) -> pd.DataFrame:
@@ -233,7 +222,7 @@ class RegressionReport:
         """A metric table, the metrics not compared, and the newly failing cases (id, text, expected, got)."""
         parts = [
             f"**{'PASSED' if self.passed else 'FAILED'}**: {self.summary()}",
-            _md_table(
+            md_table(
                 ["metric", "baseline", "candidate", "delta", "tolerance", "ok"],
                 [
                     [
@@ -257,7 +246,7 @@ class RegressionReport:
         if len(self.newly_failing):
             shown = self.newly_failing.head(_MARKDOWN_CASE_LIMIT)
             parts.append(
-                _md_table(
+                md_table(
                     ["id", "text", "expected", "got"],
                     shown[["id", "text", "expected_route", "route"]].itertuples(index=False, name=None),
                 )

@@ -81,3 +81,18 @@ def test_git_commit_of_a_repository_and_of_a_plain_folder(tmp_path):
     head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
     assert git_commit(repo) == head
     assert git_commit(Path(tmp_path / "plain")) == "unknown"
+
+
+# -- markdown -------------------------------------------------------------------------------
+def test_markdown_tables_escape_user_text_and_leave_undefined_empty():
+    import pandas as pd
+
+    from agent_pipeline.lib.core.markdown import frame_table, table
+
+    assert table(["a", "b"], [["x|y\nz", 0.12345], ["w", float("nan")]], floatfmt=".2f").splitlines() == [
+        "| a | b |",
+        "|---|---|",
+        "| x\\|y z | 0.12 |",
+        "| w |  |",
+    ]
+    assert frame_table(pd.DataFrame(columns=["a"]), empty="none") == "none"
