@@ -80,7 +80,7 @@ def traffic() -> dict[str, pd.DataFrame]:
     """Featurized validation rows and traffic-pool rows, one frame per scenario."""
     router = StandInRouter()
     pool = pd.read_csv(DEFAULT_TRAFFIC_POOL)
-    frames = {name: router.featurize(rows["text"].reset_index(drop=True)) for name, rows in pool.groupby("scenario")}
+    frames = {name: router.featurize(rows["text"].reset_index(drop=True)) for name, rows in pool.groupby("pool")}
     frames["val"] = router.featurize(pd.read_csv(DEFAULT_VALIDATION_DATA)["text"])
     return frames
 
@@ -110,7 +110,7 @@ def test_stable_days_raise_no_alarm(traffic, reference, seed):
 
 
 def test_new_topic_day_drifts_on_text_features(traffic, reference):
-    result = compute_drift(reference, _day(traffic, 1, extra="new_topic", share=0.4))
+    result = compute_drift(reference, _day(traffic, 1, extra="new-topic", share=0.4))
 
     assert result.drift_detected is True
     projections = [f for f in result.drifted_features if f.startswith("proj_")]
