@@ -15,6 +15,7 @@ import argparse
 import importlib
 import inspect
 import pkgutil
+import re
 import sys
 from pathlib import Path
 
@@ -32,7 +33,8 @@ def _signature(obj) -> str:
         sig = str(inspect.signature(obj))
     except (TypeError, ValueError):
         return "(...)"
-    return sig.replace(str(ROOT), "<repo>")
+    # Default values that are objects print their address (<function f at 0x7f...>): drop it.
+    return re.sub(r" at 0x[0-9a-f]+>", ">", sig.replace(str(ROOT), "<repo>"))
 
 
 def _public(module, obj, name: str) -> bool:
