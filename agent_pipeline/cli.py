@@ -315,10 +315,12 @@ def cmd_simulate_traffic(args) -> int:
 
 
 def cmd_serve(args) -> int:
+    import os
+
     from agent_pipeline.lib.serving.app import ServeSettings, serve
 
     try:
-        settings = ServeSettings.from_env(model_name=args.model_name)
+        settings = ServeSettings.from_env(os.environ, model_name=args.model_name)
     except ValueError as exc:
         raise UserError(str(exc)) from exc
     serve(settings, host=args.host, port=args.port, log_level=args.log_level)

@@ -32,7 +32,7 @@ def _model_version(event: Any) -> str | None:
 
 def _span(context: dg.AssetExecutionContext):
     return telemetry.step_span(
-        _step(context), context.run_id, partition_key=context.partition_key if context.has_partition_key else None
+        _step(context), context.run.run_id, partition_key=context.partition_key if context.has_partition_key else None
     )
 
 

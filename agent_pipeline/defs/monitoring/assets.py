@@ -153,7 +153,7 @@ def drift_report(context: dg.AssetExecutionContext, mlflow: MlflowRegistry, stat
         partition,
         reference_version,
         metrics={"drift_share": result.drift_share, "drift_detected": float(result.drift_detected)},
-        tags={"dagster_run_id": context.run_id, "served_model_versions": ",".join(served)},
+        tags={"dagster_run_id": context.run.run_id, "served_model_versions": ",".join(served)},
         files=[out_dir / f"{partition}.html", out_dir / f"{partition}.json"],
     )
     # The links first: the UI lists metadata in this order, above some thirty per-feature scores.

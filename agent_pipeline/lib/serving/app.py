@@ -26,10 +26,9 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
@@ -90,20 +89,19 @@ class ServeSettings:
     }
 
     @classmethod
-    def from_env(cls, **overrides: Any) -> ServeSettings:
-        """Settings from the environment (state folder, model name, tracking URI, limits); a
-        malformed value is a ``ValueError`` naming the variable."""
+    def from_env(cls, env: Mapping[str, str], **overrides: Any) -> ServeSettings:
+        """Settings from ``env`` (``os.environ``, passed in by the CLI: state folder, model name,
+        tracking URI, limits); a malformed value is a ``ValueError`` naming the variable."""
+        base = core_settings.Settings.from_env(env)
         values: dict[str, Any] = {
-            "home": core_settings.pipeline_home(),
-            "model_name": os.environ.get("AGENT_PIPELINE_MODEL_NAME") or core_settings.DEFAULT_MODEL_NAME,
-            "tracking_uri": os.environ.get("MLFLOW_TRACKING_URI", ""),
-            "agents_config": core_settings.env_path(
-                "AGENT_PIPELINE_AGENTS_CONFIG", core_settings.DEFAULT_AGENTS_CONFIG
-            ),
+            "home": base.home,
+            "model_name": base.model_name,
+            "tracking_uri": base.tracking_uri,
+            "agents_config": base.agents_config,
         }
         types = {f.name: f.type for f in fields(cls)}
         for name, var in cls._ENV.items():
-            raw = os.environ.get(var)
+            raw = env.get(var)
             if raw is None or raw.strip() == "":
                 continue
             cast = float if types[name] in (float, "float") else int
