@@ -44,7 +44,7 @@ CHECKS = {
     "safety_probes": {"passes_dataset_expectations": True},
     "candidate_evaluation": dict.fromkeys(GATES, True),
     "champion_evaluation": {"champion_holds_baseline": False},
-    "inference_log": {"traffic_received": False},
+    "inference_log": {"traffic_received": False, "landing_files_parsed": False, "landing_files_named": False},
     "drift_report": {"no_drift_detected": False},
 }
 JOBS = {

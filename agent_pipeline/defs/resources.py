@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -16,8 +17,11 @@ import dagster as dg
 from agent_pipeline.defs.executors import selected_executor
 from agent_pipeline.defs.storage import RunScopedIOManager
 from agent_pipeline.lib.core import settings
+from agent_pipeline.lib.core.errors import ConfigError
+from agent_pipeline.lib.monitoring import ingest
 from agent_pipeline.lib.registry.models import ModelRegistry
 from agent_pipeline.lib.router.agents import AgentRegistry, load_agent_registry, load_yaml
+from agent_pipeline.lib.router.config_schema import validate_router
 from agent_pipeline.lib.router.guard import Guard, guard_from_config
 from agent_pipeline.lib.router.model import Rule, TrainSettings, rules_from_config
 
@@ -25,6 +29,24 @@ from agent_pipeline.lib.router.model import Rule, TrainSettings, rules_from_conf
 def env_or(name: str, default: str | int | float) -> dg.EnvVar | str | int | float:
     """Bind to ``$name`` when it is set, else use ``default`` (dg.EnvVar has no default)."""
     return dg.EnvVar(name) if os.environ.get(name) else default
+
+
+@contextmanager
+def config_failure(path: str):
+    """A ``ConfigError`` inside becomes a ``dg.Failure``: its one line as the description, the file as metadata."""
+    try:
+        yield
+    except ConfigError as exc:
+        raise dg.Failure(
+            description=f"{exc}; fix the file before anything is trained",
+            metadata={"config_file": dg.MetadataValue.path(str(path)), "error": str(exc)},
+            allow_retries=False,
+        ) from None
+
+
+def _env_int(name: str, default: int):
+    """An int field bound to ``$name`` when set (Dagster parses it at launch), else ``default``."""
+    return dg.EnvVar.int(name) if os.environ.get(name) else default
 
 
 class StateFolder(dg.ConfigurableResource):
@@ -53,15 +75,21 @@ class RouterFiles(dg.ConfigurableResource):
     synthetic_validation_cases: int = 600
 
     def registry(self) -> AgentRegistry:
-        return load_agent_registry(self.agents_config)
+        """The validated agent registry; a bad file is a ``dg.Failure`` whose one line names the file and key."""
+        with config_failure(self.agents_config):
+            return load_agent_registry(self.agents_config)
 
     def router_guard(self) -> Guard | None:
         """The guard stage declared in the router config (None when ``guard.enabled: false``)."""
         return guard_from_config(load_yaml(self.router_config, "router config"), self.router_config)
 
     def router_settings(self) -> tuple[list[Rule], TrainSettings]:
-        raw = load_yaml(self.router_config, "router config")
-        return rules_from_config(raw, self.registry(), self.router_config), TrainSettings.from_config(raw)
+        """Rules and training settings from the validated router config (``config_schema.validate_router``)."""
+        registry = self.registry()
+        with config_failure(self.router_config):
+            raw = load_yaml(self.router_config, "router config")
+            validate_router(raw, registry.known_labels, source=self.router_config)
+            return rules_from_config(raw, registry, self.router_config), TrainSettings.from_config(raw)
 
 
 class MlflowRegistry(dg.ConfigurableResource):
@@ -89,6 +117,19 @@ class GateSettings(dg.ConfigurableResource):
         raw.setdefault("max_new_failures", 0)
         raw.setdefault("latency_slo_ms", {})
         return raw
+
+
+class IngestSettings(dg.ConfigurableResource):
+    """Size limits for landing data (``lib/monitoring/ingest.py``): rows beyond them are quarantined."""
+
+    max_text_chars: int = ingest.DEFAULT_MAX_TEXT_CHARS
+    max_file_bytes: int = ingest.DEFAULT_MAX_FILE_BYTES
+
+    def limits(self) -> ingest.IngestLimits:
+        try:
+            return ingest.IngestLimits(max_text_chars=self.max_text_chars, max_file_bytes=self.max_file_bytes)
+        except ingest.IngestError as exc:
+            raise dg.Failure(description=f"ingest_settings: {exc}") from exc
 
 
 class Alerts(dg.ConfigurableResource):
@@ -130,6 +171,10 @@ def build_resources() -> dict[str, dg.ConfigurableResource | dg.ConfigurableIOMa
             user=env_or("AGENT_PIPELINE_USER", ""),
         ),
         "gates": GateSettings(config_path=env_or("AGENT_PIPELINE_GATES_CONFIG", str(settings.DEFAULT_GATES_CONFIG))),
+        "ingest_settings": IngestSettings(
+            max_text_chars=_env_int("AGENT_PIPELINE_MAX_TEXT_CHARS", ingest.DEFAULT_MAX_TEXT_CHARS),
+            max_file_bytes=_env_int("AGENT_PIPELINE_MAX_LANDING_FILE_BYTES", ingest.DEFAULT_MAX_FILE_BYTES),
+        ),
         "alerts": Alerts(webhook_url=env_or("AGENT_PIPELINE_ALERT_WEBHOOK_URL", "")),
         # Asset values stored per run: concurrent runs never read each other's (defs/storage.py).
         "io_manager": RunScopedIOManager(),

@@ -4,7 +4,7 @@ import json
 
 import dagster as dg
 
-from agent_pipeline.defs.resources import MlflowRegistry, RouterFiles, StateFolder
+from agent_pipeline.defs.resources import IngestSettings, MlflowRegistry, RouterFiles, StateFolder
 from agent_pipeline.defs.retries import TRANSIENT_RETRY
 from agent_pipeline.defs.tracing import traced
 from agent_pipeline.lib.core import settings
@@ -27,19 +27,35 @@ DAILY = dg.DailyPartitionsDefinition(start_date="2025-01-01", timezone="UTC", en
             asset="inference_log",
             blocking=False,
             description="The day has at least one valid record (a warning: a silent producer looks like a quiet day).",
-        )
+        ),
+        dg.AssetCheckSpec(
+            "landing_files_parsed",
+            asset="inference_log",
+            blocking=False,
+            description="Every landing file of the day was read (none unparseable as a whole, no symlink refused).",
+        ),
+        dg.AssetCheckSpec(
+            "landing_files_named",
+            asset="inference_log",
+            blocking=False,
+            description="Every file in the landing folder is named YYYY-MM-DD*.jsonl (a warning: others are never read).",
+        ),
     ],
 )
 @traced
-def inference_log(context: dg.AssetExecutionContext, files: RouterFiles, state: StateFolder):
+def inference_log(
+    context: dg.AssetExecutionContext, files: RouterFiles, state: StateFolder, ingest_settings: IngestSettings
+):
     """Production routing records for one day, validated from the landing folder.
 
     Reads every ``<date>*.jsonl`` file in ``$AGENT_PIPELINE_HOME/traffic/landing/`` (one JSON
     object per line, fields as in the README). Valid rows go to
     ``traffic/log/<date>.parquet``; bad rows go to ``traffic/quarantine/<date>.jsonl`` with the
     file, line and reason, and are counted here, never dropped silently. A file that cannot be
-    parsed at all fails the partition with the file and line. A day without files is
-    materialized empty, with a warning check.
+    parsed at all, a symlink or a non-regular entry is quarantined whole (never opened) while
+    the day's other files are ingested; the ``landing_files_parsed`` check fails and names it.
+    Texts are redacted (``lib/data/redaction.py``) before the log is written. A day without
+    files is materialized empty, with a warning check.
     """
     partition = context.partition_key
     registry = files.registry()
@@ -51,6 +67,7 @@ def inference_log(context: dg.AssetExecutionContext, files: RouterFiles, state: 
             known_routes=set(registry.routes),
             out_dir=settings.inference_log_dir(state.path),
             quarantine_dir=settings.traffic_dir(state.path) / "quarantine",
+            limits=ingest_settings.limits(),
         )
     except ingest.IngestError as exc:
         raise dg.Failure(description=str(exc)) from exc
@@ -62,6 +79,31 @@ def inference_log(context: dg.AssetExecutionContext, files: RouterFiles, state: 
         passed=result.n_valid > 0,
         severity=dg.AssetCheckSeverity.WARN,
         description=f"{result.n_valid} valid records from {len(result.files)} files, {result.n_quarantined} quarantined",
+    )
+    rejected = result.rejected_files
+    yield dg.AssetCheckResult(
+        check_name="landing_files_parsed",
+        passed=not rejected,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=(
+            "; ".join(f"{path}: {reason}" for path, reason in sorted(rejected.items()))
+            if rejected
+            else f"all {len(result.files)} landing files read"
+        ),
+        metadata={"rejected_files": dg.MetadataValue.json(dict(sorted(rejected.items())))},
+    )
+    unmatched = result.unmatched_files
+    yield dg.AssetCheckResult(
+        check_name="landing_files_named",
+        passed=not unmatched,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=(
+            f"{len(unmatched)} files in the landing folder are not named YYYY-MM-DD*.jsonl and are never read: "
+            + ", ".join(unmatched[:10])
+            if unmatched
+            else "every landing file is named YYYY-MM-DD*.jsonl"
+        ),
+        metadata={"unmatched_files": dg.MetadataValue.json(unmatched)},
     )
 
 

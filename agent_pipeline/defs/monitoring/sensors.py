@@ -54,7 +54,7 @@ def landing_files_sensor(context: dg.SensorEvaluationContext, state: StateFolder
         if day not in valid:
             ignored.append(path.name)
             continue
-        st = path.stat()
+        st = path.lstat()  # a symlink is not followed (ingestion refuses and reports it)
         requests.append(
             dg.RunRequest(
                 run_key=f"landing:{path.name}:{st.st_size}:{st.st_mtime_ns}",

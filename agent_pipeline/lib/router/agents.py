@@ -10,8 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from agent_pipeline.lib.core.errors import ConfigError
 from agent_pipeline.lib.router.decision import FALLBACK_ROUTE, OOS_LABEL
 
@@ -97,24 +95,21 @@ class AgentRegistry:
 
 
 def load_agent_registry(path: Path | str) -> AgentRegistry:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: agent registry file not found")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    return AgentRegistry.from_dict(raw, source=str(path))
+    """``config/agents.yaml`` validated by its schema (``config_schema.validate_agents``); one-line ``ConfigError``."""
+    from agent_pipeline.lib.router.config_schema import load_yaml_file, validate_agents
+
+    raw = load_yaml_file(path, "agent registry")
+    cfg = validate_agents(raw, source=str(path))
+    return AgentRegistry.from_dict(cfg.model_dump(exclude_none=True), source=str(path))
 
 
 def load_yaml(path: Path | str, what: str) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: {what} file not found")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    """A YAML mapping (``{}`` for an empty file); ``ConfigError`` naming the file (and line) otherwise."""
+    from agent_pipeline.lib.router.config_schema import load_yaml_file
+
+    raw = load_yaml_file(path, what)
+    if raw is None:
+        return {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     return raw

@@ -155,19 +155,33 @@ def test_reingest_is_idempotent_and_clears_a_fixed_quarantine(tmp_path):
     assert not (tmp_path / "quarantine" / f"{DAY}.jsonl").exists()
 
 
-def test_garbage_files_raise_naming_file_and_line(tmp_path):
+def test_garbage_files_are_quarantined_whole_and_the_other_files_ingested(tmp_path):
     landing = tmp_path / "landing"
     write(landing / f"{DAY}-a.jsonl", [record(1)])
-    csv = write(landing / f"{DAY}-b.jsonl", ["", "id,text,label", "1,hello,greeting"])
-    with pytest.raises(IngestError, match=rf"^{csv}: cannot be parsed: line 2: Expecting value"):
-        run(landing, tmp_path)
+    csv = write(landing / f"{DAY}-b.jsonl", ["", "id,text,label", "1,hello jo@x.io,greeting"])
+    result = run(landing, tmp_path)
+    assert (result.n_valid, result.n_quarantined) == (1, 1)
+    assert result.rejected_files == {str(csv): "cannot be parsed: line 2: Expecting value"}
+    quarantined = [json.loads(x) for x in Path(result.quarantine_path).read_text().splitlines()]
+    assert quarantined == [
+        {"file": str(csv), "line": None, "reason": "cannot be parsed: line 2: Expecting value", "raw": None}
+    ]
+    copy = tmp_path / "quarantine" / DAY / csv.name
+    assert copy.read_text() == "\nid,text,label\n1,hello [EMAIL],greeting\n"  # redacted copy for the producer
 
     csv.unlink()
     binary = landing / f"{DAY}-c.jsonl"
     binary.write_bytes(json.dumps(record(2)).encode() + b"\n" + b'{"text": "caf\xe9"}\n')
-    with pytest.raises(IngestError, match=rf"^{binary}: cannot be parsed: line 2: not UTF-8"):
-        run(landing, tmp_path)
-    assert not (tmp_path / "log" / f"{DAY}.parquet").exists()
+    result = run(landing, tmp_path)  # a line that is not UTF-8 is one bad row, not a bad file
+    assert (result.n_valid, result.n_quarantined, result.rejected_files) == (2, 1, {})
+    assert result.reasons == {"not UTF-8": 1}
+    assert not copy.exists()  # the copy of the fixed day's reject is gone
+
+    garbage = landing / f"{DAY}-d.jsonl"
+    garbage.write_bytes(b"\x00\xff\xfe binary \x89PNG\r\n")
+    result = run(landing, tmp_path)
+    assert result.rejected_files == {str(garbage): "cannot be parsed: line 1: not UTF-8 (invalid start byte)"}
+    assert result.n_valid == 2
 
 
 def test_quiet_day_and_bad_partition_name(tmp_path):
@@ -203,3 +217,117 @@ def test_feedback_reads_reviewed_rows_from_the_log(tmp_path):
         "what is my balance number 5": "balance",
     }
     assert set(examples["expected_route"]) == {"banking"}
+
+
+def test_unicode_line_breaks_inside_strings_and_a_bom_lose_nothing(tmp_path):
+    landing = tmp_path / "landing"
+    texts = ["para one\u2028para two", "next\u0085line", "form\x0cfeed and \u2029 too", "crlf file"]
+    rows = [json.dumps(record(i, text=t), ensure_ascii=False) for i, t in enumerate(texts)]
+    path = landing / f"{DAY}-u.jsonl"
+    landing.mkdir()
+    path.write_bytes(b"\xef\xbb\xbf" + "\r\n".join(rows).encode("utf-8") + b"\r\n")
+    bom_only = landing / f"{DAY}-v.jsonl"
+    bom_only.write_bytes(b"\xef\xbb\xbf" + json.dumps(record(9)).encode())  # one line, BOM, no newline
+    result = run(landing, tmp_path)
+    assert (result.n_rows, result.n_valid, result.n_quarantined) == (5, 5, 0)
+    log = load_log(tmp_path / "log", DAY)
+    assert set(log["text"]) == set(texts) | {record(9)["text"]}
+
+
+def test_symlinks_and_outside_files_are_refused_unopened(tmp_path):
+    landing = tmp_path / "landing"
+    write(landing / f"{DAY}-a.jsonl", [record(1)])
+    secret = write(tmp_path / "outside" / "secret.jsonl", ['{"secret": "do not read me"}'])
+    (landing / f"{DAY}-link.jsonl").symlink_to(secret)
+    (landing / f"{DAY}-passwd.jsonl").symlink_to("/etc/passwd")
+    (landing / f"{DAY}-dangling.jsonl").symlink_to(tmp_path / "nowhere")
+    (landing / f"{DAY}-dir.jsonl").mkdir()
+    result = run(landing, tmp_path)
+    assert result.n_valid == 1 and result.files == [str(landing / f"{DAY}-a.jsonl")]
+    assert sorted(Path(p).name for p in result.rejected_files) == [
+        f"{DAY}-dangling.jsonl",
+        f"{DAY}-dir.jsonl",
+        f"{DAY}-link.jsonl",
+        f"{DAY}-passwd.jsonl",
+    ]
+    assert result.rejected_files[str(landing / f"{DAY}-link.jsonl")].startswith("refused: a symlink")
+    stored = Path(result.quarantine_path).read_text()
+    assert "do not read me" not in stored and "root:" not in stored
+    assert result.n_quarantined == 4 and result.reasons["refused: not a regular file"] == 1
+
+
+def test_misnamed_files_are_reported(tmp_path):
+    landing = tmp_path / "landing"
+    write(landing / f"{DAY}-a.jsonl", [record(1)])
+    write(landing / "traffic.jsonl", [record(2)])
+    write(landing / "2026-3-2.jsonl", [record(3)])
+    write(landing / f"{DAY}.json", [record(4)])
+    write(landing / f".{DAY}-tmp.jsonl.tmp", [record(5)])  # a writer's temporary file: not reported
+    result = run(landing, tmp_path)
+    assert result.n_valid == 1
+    assert result.unmatched_files == sorted(["2026-3-2.jsonl", f"{DAY}.json", "traffic.jsonl"])
+    assert result.to_metadata()["n_unmatched_files"] == 3
+
+
+def test_size_limits_quarantine_long_texts_and_rows_past_the_file_limit(tmp_path):
+    from agent_pipeline.lib.monitoring.ingest import RAW_KEEP_CHARS, IngestLimits
+
+    landing = tmp_path / "landing"
+    rows = [record(1), record(2, text="x" * 101), record(3), record(4), record(5)]
+    path = write(landing / f"{DAY}-a.jsonl", rows)
+    line_len = len(json.dumps(record(1))) + 1
+    limits = IngestLimits(max_text_chars=100, max_file_bytes=3 * line_len + 120)  # rows 1-3 fit (row 2 is longer)
+    result = ingest_partition(
+        landing,
+        DAY,
+        known_labels=AGENTS.known_labels,
+        known_routes=set(AGENTS.routes),
+        out_dir=tmp_path / "log",
+        quarantine_dir=tmp_path / "quarantine",
+        limits=limits,
+    )
+    assert result.n_valid == 2 and result.n_rows == 5
+    assert result.reasons == {
+        "text: longer than 100 characters": 1,
+        f"file larger than {limits.max_file_bytes} bytes": 2,
+    }
+    # one endless line: quarantined with its head only, memory bounded
+    huge = landing / f"{DAY}-b.jsonl"
+    huge.write_bytes(b'{"text": "' + b"y" * (3 << 20) + b'"}\n' + json.dumps(record(6)).encode() + b"\n")
+    result = ingest_partition(
+        landing,
+        DAY,
+        known_labels=AGENTS.known_labels,
+        known_routes=set(AGENTS.routes),
+        out_dir=tmp_path / "log",
+        quarantine_dir=tmp_path / "quarantine",
+        limits=IngestLimits(max_text_chars=100, max_file_bytes=1 << 20),
+    )
+    q = [json.loads(x) for x in Path(result.quarantine_path).read_text().splitlines()]
+    endless = [r for r in q if r["file"] == str(huge)]
+    assert [(r["line"], r["reason"]) for r in endless] == [(1, f"file larger than {1 << 20} bytes")] * 1 + [
+        (2, f"file larger than {1 << 20} bytes")
+    ]  # the line after the endless one ends past the limit too
+    assert len(endless[0]["raw"]) == RAW_KEEP_CHARS
+    assert result.n_valid == 4  # the first file's rows 1, 3, 4, 5 (row 2's text is too long)
+    with pytest.raises(IngestError, match="max_text_chars must be a positive integer"):
+        IngestLimits(max_text_chars=0)
+    assert path.is_file()
+
+
+def test_texts_are_redacted_before_the_log_and_quarantine(tmp_path):
+    landing = tmp_path / "landing"
+    write(
+        landing / f"{DAY}-a.jsonl",
+        [
+            record(1, text="my card 4111 1111 1111 1111 was declined, mail jo@x.io"),
+            record(2, text="where is order 4155552671"),
+            record(3, text="call me at +1 415-555-2671", route="nowhere"),
+        ],
+    )
+    result = run(landing, tmp_path)
+    log = load_log(tmp_path / "log", DAY)
+    assert list(log["text"]) == ["my card [CARD] was declined, mail [EMAIL]", "where is order 4155552671"]
+    assert result.redacted == {"card": 1, "email": 1}
+    stored = Path(result.quarantine_path).read_text()
+    assert "[PHONE]" in stored and "555-2671" not in stored
