@@ -17,7 +17,7 @@ import dagster as dg
 from agent_pipeline.defs.executors import selected_executor
 from agent_pipeline.defs.storage import RunScopedIOManager
 from agent_pipeline.lib.core import settings
-from agent_pipeline.lib.core.errors import ConfigError
+from agent_pipeline.lib.core.errors import ConfigError, DatasetError
 from agent_pipeline.lib.monitoring import ingest
 from agent_pipeline.lib.registry.models import ModelRegistry
 from agent_pipeline.lib.router.agents import AgentRegistry, load_agent_registry, load_yaml
@@ -33,13 +33,14 @@ def env_or(name: str, default: str | int | float) -> dg.EnvVar | str | int | flo
 
 @contextmanager
 def config_failure(path: str):
-    """A ``ConfigError`` inside becomes a ``dg.Failure``: its one line as the description, the file as metadata."""
+    """A ``ConfigError`` or ``DatasetError`` inside becomes a ``dg.Failure``: its one line as the
+    description, the file as metadata (the run fails with that line, not only a stack trace)."""
     try:
         yield
-    except ConfigError as exc:
+    except (ConfigError, DatasetError) as exc:
         raise dg.Failure(
             description=f"{exc}; fix the file before anything is trained",
-            metadata={"config_file": dg.MetadataValue.path(str(path)), "error": str(exc)},
+            metadata={"file": dg.MetadataValue.path(str(path)), "error": str(exc)},
             allow_retries=False,
         ) from None
 

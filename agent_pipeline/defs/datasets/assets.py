@@ -8,7 +8,7 @@ content hash as its data version, and describes itself; the Great Expectations c
 import dagster as dg
 import pandas as pd
 
-from agent_pipeline.defs.resources import RouterFiles, StateFolder
+from agent_pipeline.defs.resources import RouterFiles, StateFolder, config_failure
 from agent_pipeline.defs.tracing import traced
 from agent_pipeline.lib.core import markdown
 from agent_pipeline.lib.data import datasets, feedback
@@ -51,13 +51,14 @@ def training_examples(
     log), so one thinly reviewed new topic cannot block a retraining.
     """
     registry = files.registry()
-    curated = datasets.load_dataset(files.train_path, registry, id_prefix="train")
+    with config_failure(files.train_path):
+        curated = datasets.load_dataset(files.train_path, registry, id_prefix="train")
     reviewed = feedback.reviewed_examples(state.path, registry, exclude_texts=curated["text"])
-    eval_texts = [
-        t
-        for path in (files.validation_path, files.golden_path)
-        for t in datasets.read_dataset(path).get("text", pd.Series(dtype=str)).astype(str)
-    ]
+    eval_frames = []
+    for path in (files.validation_path, files.golden_path):
+        with config_failure(path):
+            eval_frames.append(datasets.read_dataset(path))
+    eval_texts = [t for df in eval_frames for t in df.get("text", pd.Series(dtype=str)).astype(str)]
     admission = feedback.admit_feedback(curated, reviewed, eval_texts, files.min_train_examples_per_label)
     if admission.held_back:
         context.log.warning(
@@ -80,7 +81,8 @@ def training_examples(
 @traced
 def validation_examples(files: RouterFiles) -> dg.Output[pd.DataFrame]:
     """Held-out validation split: tunes the confidence threshold and seeds synthetic variants."""
-    df = datasets.load_dataset(files.validation_path, files.registry(), id_prefix="val")
+    with config_failure(files.validation_path):
+        df = datasets.load_dataset(files.validation_path, files.registry(), id_prefix="val")
     return dataset_output(df, files.validation_path)
 
 
@@ -88,7 +90,8 @@ def validation_examples(files: RouterFiles) -> dg.Output[pd.DataFrame]:
 @traced
 def golden_eval_set(files: RouterFiles) -> dg.Output[pd.DataFrame]:
     """Hand-curated golden cases with expected routes; those tagged ``critical`` gate promotion."""
-    df = datasets.load_dataset(files.golden_path, files.registry(), id_prefix="golden")
+    with config_failure(files.golden_path):
+        df = datasets.load_dataset(files.golden_path, files.registry(), id_prefix="golden")
     return dataset_output(df, files.golden_path)
 
 

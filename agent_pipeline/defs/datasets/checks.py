@@ -1,7 +1,7 @@
 """Blocking Great Expectations checks on every dataset asset.
 
 ``passes_dataset_expectations``: schema, no empty text, known labels, unique ids, enough
-examples per label, known expected routes. ``no_text_shared_with_training``: an evaluation or
+examples per label, known expected routes, and at least two labels in training data. ``no_text_shared_with_training``: an evaluation or
 validation text that also appears in training data would inflate every metric. A failing check
 names the file, the rule and example rows, and nothing downstream of the dataset runs.
 """
@@ -46,6 +46,7 @@ def expectations_check(asset: str, min_examples: int | None) -> dg.AssetChecksDe
             known_labels=registry.known_labels,
             min_examples_per_label=files.min_train_examples_per_label if min_examples is None else min_examples,
             known_routes=registry.routes,
+            min_labels=2 if asset == "training_examples" else 1,
         )
         return check_result(report)
 

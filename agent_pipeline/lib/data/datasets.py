@@ -21,6 +21,7 @@ Great Expectations suite (``lib/data/expectations.py``) judges them, and a bad f
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -37,11 +38,32 @@ def case_id(text: str, label: str, prefix: str = "case") -> str:
     return f"{prefix}-" + hashlib.sha1(f"{label}\t{text}".encode()).hexdigest()[:12]
 
 
+# C0 control characters and DEL, except tab, newline and carriage return (CSV and JSON
+# carry those legitimately). pandas' C parser would cut a text at a NUL without a word.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _control_error(path: Path, where: str, ch: str) -> DatasetError:
+    return DatasetError(
+        f"{path}: {where}: contains the control character U+{ord(ch):04X}; remove it (texts are never cut silently)"
+    )
+
+
 def read_dataset(path: Path | str) -> pd.DataFrame:
-    """Read a CSV or JSON Lines dataset as strings, exactly as stored (no repair)."""
+    """Read a CSV or JSON Lines dataset as strings, exactly as stored (no repair).
+
+    A NUL or other control character (U+0000-U+001F except tab, newline, CR; U+007F) anywhere
+    in the file is a ``DatasetError`` naming the line (raw bytes) or the row and column (JSON
+    escapes such as ``\\u0000``): nothing is cut or dropped silently.
+    """
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"{path}: dataset file not found")
+    raw = path.read_bytes()
+    m = _CONTROL.search(raw.decode("latin-1"))
+    if m is not None:
+        line = raw[: m.start()].count(b"\n") + 1
+        raise _control_error(path, f"line {line}", m.group(0))
     try:
         if path.suffix in {".jsonl", ".json"}:
             df = pd.read_json(path, lines=path.suffix == ".jsonl", dtype=False)
@@ -52,6 +74,9 @@ def read_dataset(path: Path | str) -> pd.DataFrame:
     for col in SCHEMA_COLUMNS:  # JSON numbers or booleans in a text column are judged as text
         if col in df.columns:
             df[col] = df[col].map(lambda v: v if v is None or isinstance(v, str) or v != v else str(v))
+            for row, value in enumerate(df[col]):  # JSON escapes (\u0000) decode to control characters
+                if isinstance(value, str) and (m := _CONTROL.search(value)):
+                    raise _control_error(path, f"row {row} (0-based), column {col!r}", m.group(0))
     return df
 
 

@@ -16,6 +16,8 @@ rule                           fails when
                                labels are ``labels_known``'s to report)
 ``expected_routes_known``      a non-empty ``expected_route`` is not a known route (only
                                when ``known_routes`` is given and the column exists)
+``enough_labels``              fewer than ``min_labels`` distinct known labels (only when
+                               ``min_labels`` > 1: a classifier needs at least two classes)
 =============================  ==========================================================
 
 ``check_no_overlap`` reports ``no_text_shared_with_training``: no evaluation text may equal a
@@ -116,6 +118,7 @@ def validate_dataset(
     known_labels: Iterable[str],
     min_examples_per_label: int = 1,
     known_routes: Iterable[str] | None = None,
+    min_labels: int = 1,
 ) -> ValidationReport:
     """Validate ``df`` against the dataset rules with one GX suite; never raises on bad data."""
     labels = sorted({str(x) for x in known_labels})
@@ -206,6 +209,8 @@ def validate_dataset(
         if "label" in missing
         else _label_counts_rule(frame, source, labels, min_examples_per_label)
     )
+    if min_labels > 1 and "label" not in missing:
+        rules.append(_enough_labels_rule(frame, source, labels, min_labels))
     if check_routes:
         rules.append(
             _value_rule(
@@ -400,6 +405,19 @@ def _label_counts_rule(frame: pd.DataFrame, source: str, known: list[str], minim
     rows = [i for i, label in enumerate(labels) if label in thin_labels]
     message = f"{source}: {rule} failed: {len(thin)} of {len(counts)} labels have fewer than {minimum} rows: {listed}"
     return RuleResult(rule, False, message, len(thin), [_example(frame, i) for i in rows[:MAX_EXAMPLES]])
+
+
+def _enough_labels_rule(frame: pd.DataFrame, source: str, known: list[str], minimum: int) -> RuleResult:
+    rule = "enough_labels"
+    present = sorted({str(x) for x in frame["label"] if not _is_null(x) and str(x) in set(known)})
+    if len(present) >= minimum:
+        return RuleResult(rule, True, f"{source}: {rule} passed: {len(present)} distinct labels", 0, [])
+    listed = ", ".join(repr(x) for x in present) or "none"
+    message = (
+        f"{source}: {rule} failed: {len(present)} distinct known label(s) ({listed}); "
+        f"training a classifier needs at least {minimum}"
+    )
+    return RuleResult(rule, False, message, 1, [])
 
 
 def _normalized_texts(texts: pd.Series) -> pd.Series:
