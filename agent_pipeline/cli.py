@@ -86,7 +86,9 @@ def _serving_router(args):
         router = serving.load(path)
     except Exception:  # noqa: BLE001 - an old or damaged bundle: route through the registry instead
         return None
-    trusted = router.model_name == s.model_name and router.tracking_uri == s.tracking
+    from agent_pipeline.lib.core.secrets import redact_uri
+
+    trusted = router.model_name == s.model_name and router.tracking_uri == redact_uri(s.tracking)
     return router if trusted else None
 
 
@@ -167,7 +169,7 @@ def cmd_status(args) -> int:
 
     store = _registry(args)
     aliases = {a: store.alias_version(a) for a in (CHAMPION, PREVIOUS_CHAMPION, CANDIDATE)}
-    from agent_pipeline.lib.core.settings import redact_uri
+    from agent_pipeline.lib.core.secrets import redact_uri
 
     shown_uri = redact_uri(store.tracking_uri)  # a Postgres URI carries a password
     out: dict[str, Any] = {"model_name": store.model_name, "tracking_uri": shown_uri, "aliases": aliases}
@@ -398,17 +400,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     args = build_parser().parse_args(argv)
     from agent_pipeline.lib.core.errors import ConfigError, DatasetError, RegistryError
+    from agent_pipeline.lib.core.secrets import redact_uri
 
     try:
         return int(args.func(args) or 0)
     except (UserError, RegistryError, DatasetError, ConfigError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(redact_uri(f"error: {exc}"), file=sys.stderr)
         return EXIT_USAGE
     except Exception as exc:
-        # MLflow (an unreachable tracking server, a corrupt store) is a problem of the setup,
-        # not a bug here: one line, like the others. Anything else is a bug: traceback.
-        if type(exc).__module__.startswith("mlflow"):
-            print(f"error: MLflow: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
+        # MLflow (an unreachable tracking server, a corrupt store) and the HTTP stack under it
+        # are problems of the setup, not bugs here: one line, like the others, credentials
+        # hidden. Anything else is a bug: traceback.
+        if type(exc).__module__.split(".")[0] in ("mlflow", "requests", "urllib3"):
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            print(redact_uri(f"error: MLflow: {first}"), file=sys.stderr)
             return EXIT_USAGE
         raise
     except KeyboardInterrupt:

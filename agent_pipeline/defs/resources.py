@@ -134,13 +134,36 @@ class IngestSettings(dg.ConfigurableResource):
 
 
 class Alerts(dg.ConfigurableResource):
-    """Where alerts go: a webhook (JSON POST) when ``webhook_url`` is set, else the log."""
+    """Where alerts go: a webhook (JSON POST) when ``webhook_url`` is set, else the log.
+
+    An alert carries ids and counts: run id, job, check, severity, numeric metadata. Free text
+    that can quote users' requests (a check's description, a failure message, text metadata)
+    is left out unless ``include_texts`` is set (``AGENT_PIPELINE_ALERT_INCLUDE_TEXTS=true``);
+    the Dagster UI, linked by run id, has the details.
+    """
 
     webhook_url: str = ""
     timeout_s: float = 5.0
+    include_texts: bool = False
+
+    def payload(self, title: str, body: dict) -> dict:
+        """What is sent: ``body`` without free text unless ``include_texts``."""
+        if self.include_texts:
+            return {"title": title, **body}
+        out: dict = {"title": title}
+        for key, value in body.items():
+            if key in ("description", "error"):
+                out[f"{key}_omitted"] = True
+            elif key == "metadata" and isinstance(value, dict):
+                out[key] = {k: v for k, v in value.items() if _is_number_text(v)}
+            elif key == "tags" and isinstance(value, dict):
+                out[key] = {k: v for k, v in value.items() if "text" not in k.lower()}
+            else:
+                out[key] = value
+        return out
 
     def send(self, title: str, body: dict) -> str:
-        payload = {"title": title, **body}
+        payload = self.payload(title, body)
         if not self.webhook_url:
             logging.getLogger("agent_pipeline.alerts").warning("ALERT %s", json.dumps(payload, default=str))
             return "logged"
@@ -152,6 +175,17 @@ class Alerts(dg.ConfigurableResource):
         )
         with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:  # noqa: S310 - operator-configured URL
             return f"webhook {resp.status}"
+
+
+def _is_number_text(value) -> bool:
+    """A count, rate or flag (``3``, ``0.25``, ``True``) as metadata carries it."""
+    if isinstance(value, (int, float, bool)):
+        return True
+    try:
+        float(str(value))
+        return True
+    except ValueError:
+        return str(value) in ("True", "False")
 
 
 def build_resources() -> dict[str, dg.ConfigurableResource | dg.ConfigurableIOManagerFactory]:
@@ -176,7 +210,10 @@ def build_resources() -> dict[str, dg.ConfigurableResource | dg.ConfigurableIOMa
             max_text_chars=_env_int("AGENT_PIPELINE_MAX_TEXT_CHARS", ingest.DEFAULT_MAX_TEXT_CHARS),
             max_file_bytes=_env_int("AGENT_PIPELINE_MAX_LANDING_FILE_BYTES", ingest.DEFAULT_MAX_FILE_BYTES),
         ),
-        "alerts": Alerts(webhook_url=env_or("AGENT_PIPELINE_ALERT_WEBHOOK_URL", "")),
+        "alerts": Alerts(
+            webhook_url=env_or("AGENT_PIPELINE_ALERT_WEBHOOK_URL", ""),
+            include_texts=os.environ.get("AGENT_PIPELINE_ALERT_INCLUDE_TEXTS", "").lower() in ("1", "true", "yes"),
+        ),
         # Asset values stored per run: concurrent runs never read each other's (defs/storage.py).
         "io_manager": RunScopedIOManager(),
     }

@@ -284,9 +284,16 @@ def test_check_failure_alert_posts_each_failed_check_to_the_webhook(instance, we
     assert alert["title"] == "check failed: widget.widget_is_round"
     assert alert["severity"] == "ERROR"
     assert alert["run_id"] == run.run_id
-    assert alert["description"] == "widget is square"
-    assert alert["metadata"] == {"corners": "4"}
+    assert "description" not in alert and alert["description_omitted"] is True  # may quote request texts
+    assert alert["metadata"] == {"corners": "4"}  # counts are kept
     assert tick.cursor  # remembers where it stopped
+
+
+def test_check_failure_alert_includes_texts_only_when_configured(instance, webhook):
+    dg.materialize([widget, widget_is_round], instance=instance)
+    check_alert_tick(instance, Alerts(webhook_url=webhook.url, include_texts=True))
+    (alert,) = webhook.received
+    assert alert["description"] == "widget is square"
 
 
 def test_check_failure_alert_without_a_url_goes_to_the_log(instance, caplog):
@@ -323,7 +330,7 @@ def test_run_failure_alert_posts_the_failed_run(instance, webhook):
         dagster_instance=instance,
         dagster_run=result.dagster_run,
         dagster_event=result.get_run_failure_event(),
-        resources={"alerts": Alerts(webhook_url=webhook.url)},
+        resources={"alerts": Alerts(webhook_url=webhook.url, include_texts=True)},
     ).for_run_failure()
     sensors.run_failure_alert_sensor(ctx)
     (alert,) = webhook.received
@@ -332,6 +339,7 @@ def test_run_failure_alert_posts_the_failed_run(instance, webhook):
     assert alert["job"] == "exploding_job"
     assert alert["tags"]["team"] == "ml"
     assert "Steps failed: ['explode']" in alert["error"]
+    assert "error" not in Alerts().payload("t", {"error": "user wrote: my card is ...", "run_id": "r"})
 
 
 # -- nightly_eval_schedule ---------------------------------------------------------------------

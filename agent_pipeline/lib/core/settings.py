@@ -179,12 +179,7 @@ class Settings:
 
 
 def redact_uri(uri: str) -> str:
-    """``uri`` with any password replaced by ``***`` (for printing a Postgres tracking URI)."""
-    from urllib.parse import urlsplit, urlunsplit
+    """``uri`` with its credentials replaced by ``***``: the one rule, ``lib/core/secrets.redact_uri``."""
+    from agent_pipeline.lib.core.secrets import redact_uri as _redact
 
-    parts = urlsplit(uri)
-    if parts.password is None:
-        return uri
-    host = parts.hostname or ""
-    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    return _redact(uri)

@@ -28,7 +28,8 @@ from typing import Any
 import pandas as pd
 
 from agent_pipeline.lib.core import settings
-from agent_pipeline.lib.core.files import atomic_path, atomic_write
+from agent_pipeline.lib.core.csvfiles import read_csv, write_csv
+from agent_pipeline.lib.core.files import atomic_write
 from agent_pipeline.lib.evaluation import metrics as m
 
 ITEM_COLUMNS = (
@@ -150,20 +151,18 @@ def _json_default(obj):
 def save(evaluation: Evaluation, directory: Path) -> Path:
     """Write the evaluation folder; returns it. Files are written atomically."""
     directory.mkdir(parents=True, exist_ok=True)
-    with atomic_path(directory / "items.csv") as tmp:
-        evaluation.items.to_csv(tmp, index=False)
+    write_csv(evaluation.items, directory / "items.csv")  # formula-looking texts neutralised
     _write_json(directory / "metrics.json", evaluation.metrics_document())
     _write_json(directory / "latency.json", evaluation.latency)
     if evaluation.safety_items is not None:
-        with atomic_path(directory / "safety_items.csv") as tmp:
-            evaluation.safety_items.to_csv(tmp, index=False)
+        write_csv(evaluation.safety_items, directory / "safety_items.csv")
     atomic_write(directory / "confusion.md", evaluation.confusion_markdown() + "\n")
     evaluation.path = directory
     return directory
 
 
 def _read_items(path: Path) -> pd.DataFrame:
-    items = pd.read_csv(path, dtype=str, keep_default_na=False)
+    items = read_csv(path)  # the project's CSV reader: undoes write_csv's formula neutralising
     items["confidence"] = items["confidence"].astype(float)
     for col in ("fallback", "passed", "label_correct"):
         if col in items.columns:

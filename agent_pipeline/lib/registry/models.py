@@ -165,6 +165,7 @@ class ModelRegistry:
         import mlflow
         import pandas as pd
 
+        from agent_pipeline.lib.core.csvfiles import write_csv
         from agent_pipeline.lib.router.pyfunc import RouterModel
 
         self._activate()
@@ -177,7 +178,7 @@ class ModelRegistry:
             for rel, obj in (artifacts or {}).items():
                 if isinstance(obj, pd.DataFrame):
                     path = Path(tmp) / Path(rel).name
-                    obj.to_csv(path, index=False)
+                    write_csv(obj, path)
                     mlflow.log_artifact(
                         str(path), artifact_path=str(Path(rel).parent) if Path(rel).parent != Path(".") else None
                     )
@@ -252,7 +253,9 @@ class ModelRegistry:
             return str(self.client.get_model_version_by_alias(self.model_name, alias or CHAMPION).version)
         except MlflowException as exc:
             what = f"version {version}" if version is not None else f"alias '{alias or CHAMPION}'"
-            raise RegistryError(f"model '{self.model_name}' has no {what} in {self.tracking_uri}") from exc
+            from agent_pipeline.lib.core.secrets import redact_uri
+
+            raise RegistryError(f"model '{self.model_name}' has no {what} in {redact_uri(self.tracking_uri)}") from exc
 
     def alias_version(self, alias: str) -> str | None:
         try:

@@ -3,9 +3,12 @@
 Routing one request from a fresh process (``agent-pipeline route TEXT``) would otherwise pay
 for importing MLflow, pandas and scikit-learn (3-5 s on 2 cores) to run a computation that
 takes a fraction of a millisecond. At every promotion and rollback the registry exports the
-champion's ``fast``-tier router to ``$AGENT_PIPELINE_HOME/serving/champion.pkl``: rules, the
+champion's ``fast``-tier router to ``$AGENT_PIPELINE_HOME/serving/champion.npz``: rules, the
 agent map, the threshold, each vectorizer's vocabulary, idf and settings, and the classifier's
-coefficients, as plain dicts and numpy arrays. ``ServingRouter`` analyses text with
+coefficients. The file holds data only (``write_bundle``/``read_bundle``): numpy arrays in an
+``.npz`` read with ``allow_pickle=False`` plus one JSON header, with a format number and a
+SHA-256 over header and arrays that is checked before anything in it is used. Nothing in it
+runs code on load; a damaged or foreign file is refused with one line (``BundleError``). ``ServingRouter`` analyses text with
 ``lib/router/textfeatures.py`` (scikit-learn's ``word`` and ``char_wb`` analyzers re-implemented,
 tested equal), runs the same linear fast path as ``lib/router/fast.py`` and decides with the
 router's own ``lib/router/decision.py``.
@@ -15,13 +18,17 @@ Only the standard library and numpy are imported here.
 
 from __future__ import annotations
 
-import pickle
+import hashlib
+import json
+import os
+import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from agent_pipeline.lib.core.files import atomic_path
+from agent_pipeline.lib.core.secrets import redact_uri
 from agent_pipeline.lib.router.decision import DecisionPolicy, Rule
 from agent_pipeline.lib.router.fast import linear_proba
 from agent_pipeline.lib.router.guard import Guard
@@ -32,18 +39,132 @@ from agent_pipeline.lib.router.textfeatures import TfidfBlock, spec_from_vectori
 # load time, so the CLI falls back to the registry instead of failing on the first request.
 FORMAT_VERSION = 2
 FORMATS_READ = (1, 2)
+# The container: a data-only npz + JSON header with a SHA-256 (earlier releases pickled the
+# bundle to champion.pkl; that file is never read, and the next promotion deletes it).
+FILE_FORMAT = "agent-pipeline-serving-bundle/npz-1"
+HEADER_KEY = "__header__"
+MAX_BUNDLE_BYTES = 2 << 30  # a bigger file is refused before it is read
+
+
+class BundleError(ValueError):
+    """The serving bundle cannot be used (missing, damaged, wrong format or hash); one line."""
 
 
 def bundle_path(home: Path) -> Path:
-    return Path(home) / "serving" / "champion.pkl"
+    return Path(home) / "serving" / "champion.npz"
+
+
+def _to_json(obj: Any, arrays: dict[str, np.ndarray]) -> Any:
+    """``obj`` as JSON-able data; each numpy array is moved to ``arrays`` and referenced by key."""
+    if isinstance(obj, np.ndarray):
+        if obj.dtype == object:
+            raise BundleError("serving bundle: object arrays cannot be stored (data only)")
+        key = f"a{len(arrays)}"
+        arrays[key] = obj
+        return {"__ndarray__": key}
+    if isinstance(obj, dict):
+        if "__ndarray__" in obj or "__tuple__" in obj:
+            raise BundleError("serving bundle: reserved key in a mapping")
+        return {str(k): _to_json(v, arrays) for k, v in obj.items()}
+    if isinstance(obj, tuple):
+        return {"__tuple__": [_to_json(v, arrays) for v in obj]}
+    if isinstance(obj, list):
+        return [_to_json(v, arrays) for v in obj]
+    if isinstance(obj, (np.integer, np.floating, np.bool_)):
+        return obj.item()
+    if obj is None or isinstance(obj, (str, int, float, bool)):
+        return obj
+    raise BundleError(f"serving bundle: cannot store a {type(obj).__name__} (data only)")
+
+
+def _from_json(obj: Any, arrays: dict[str, np.ndarray]) -> Any:
+    if isinstance(obj, dict):
+        if set(obj) == {"__ndarray__"}:
+            key = obj["__ndarray__"]
+            if key not in arrays:
+                raise BundleError(f"serving bundle: array {key!r} is referenced but missing")
+            return arrays[key]
+        if set(obj) == {"__tuple__"}:
+            return tuple(_from_json(v, arrays) for v in obj["__tuple__"])
+        return {k: _from_json(v, arrays) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_from_json(v, arrays) for v in obj]
+    return obj
+
+
+def _digest(header_json: bytes, arrays: dict[str, np.ndarray]) -> str:
+    h = hashlib.sha256()
+    h.update(header_json)
+    for key in sorted(arrays):
+        a = np.ascontiguousarray(arrays[key])
+        h.update(f"\x00{key}\x00{a.dtype.str}\x00{a.shape}\x00".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def write_bundle(bundle: dict[str, Any], path: Path) -> Path:
+    """Write ``bundle`` (JSON-able values and numpy arrays) as a data-only ``.npz``, atomically."""
+    arrays: dict[str, np.ndarray] = {}
+    body = _to_json(bundle, arrays)
+    header_json = json.dumps(body, sort_keys=True, ensure_ascii=False, allow_nan=False).encode()
+    header = {"file_format": FILE_FORMAT, "sha256": _digest(header_json, arrays), "body": body}
+    payload = {HEADER_KEY: np.frombuffer(json.dumps(header, sort_keys=True).encode(), dtype=np.uint8), **arrays}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with tmp.open("wb") as fh:
+        np.savez(fh, **payload)
+    os.replace(tmp, path)
+    return path
+
+
+def read_bundle(path: Path) -> dict[str, Any]:
+    """The bundle written by ``write_bundle``, after checking size, format and hash; ``BundleError`` otherwise.
+
+    Arrays are read with ``allow_pickle=False``: nothing in the file can run code.
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise BundleError(f"{path}: serving bundle cannot be read: {exc.strerror or exc}") from None
+    if size > MAX_BUNDLE_BYTES:
+        raise BundleError(f"{path}: serving bundle is {size} bytes, more than {MAX_BUNDLE_BYTES}; re-promote")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            data = {k: npz[k] for k in npz.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise BundleError(f"{path}: not a data-only serving bundle ({type(exc).__name__}: {exc}); re-promote") from None
+    raw = data.pop(HEADER_KEY, None)
+    if raw is None or raw.dtype != np.uint8:
+        raise BundleError(f"{path}: serving bundle has no header; re-promote to rebuild it")
+    try:
+        header = json.loads(raw.tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(f"{path}: serving bundle header is not JSON ({exc}); re-promote") from None
+    if not isinstance(header, dict) or header.get("file_format") != FILE_FORMAT:
+        found = header.get("file_format") if isinstance(header, dict) else None
+        raise BundleError(
+            f"{path}: serving bundle file format {found!r} is not {FILE_FORMAT!r}; re-promote to rebuild it"
+        )
+    body = header.get("body")
+    header_json = json.dumps(body, sort_keys=True, ensure_ascii=False, allow_nan=False).encode()
+    if header.get("sha256") != _digest(header_json, data):
+        raise BundleError(f"{path}: serving bundle content does not match its SHA-256; re-promote to rebuild it")
+    bundle = _from_json(body, data)
+    if not isinstance(bundle, dict):
+        raise BundleError(f"{path}: serving bundle body is not a mapping; re-promote")
+    return bundle
 
 
 def export(router, model_name: str, version: str, path: Path, tracking_uri: str = "") -> Path | None:
     """Write the serving bundle of a TF-IDF-only ``fast``-tier router; None (and no file) otherwise.
 
     ``tracking_uri`` names the registry whose champion this is: the CLI trusts the bundle only
-    for that registry, so a bundle never answers for another store's champion.
+    for that registry, so a bundle never answers for another store's champion. It is stored
+    with credentials redacted (``redact_uri``) and compared in that form.
     """
+    Path(path).with_suffix(".pkl").unlink(missing_ok=True)  # a pickled bundle of an older release
     clf = router.classifier
     features = clf.pipeline.named_steps["features"] if getattr(clf, "tier", None) == "fast" else None
     if features is None or not all(hasattr(vec, "vocabulary_") for _, vec in features.transformer_list):
@@ -56,7 +177,7 @@ def export(router, model_name: str, version: str, path: Path, tracking_uri: str 
     bundle = {
         "format": FORMAT_VERSION if any(spec["idf"] is None for spec in specs) else 1,
         "model_name": model_name,
-        "tracking_uri": tracking_uri,
+        "tracking_uri": redact_uri(tracking_uri),
         "version": str(version),
         "threshold": router.threshold,
         "classes": [str(c) for c in lr.classes_],
@@ -68,10 +189,7 @@ def export(router, model_name: str, version: str, path: Path, tracking_uri: str 
         "fallback_agent": router.registry.fallback_agent,
         "guard": router.guard.to_spec() if getattr(router, "guard", None) is not None else None,
     }
-    path = Path(path)
-    with atomic_path(path) as tmp, tmp.open("wb") as fh:
-        pickle.dump(bundle, fh, protocol=pickle.HIGHEST_PROTOCOL)
-    return path
+    return write_bundle(bundle, Path(path))
 
 
 class ServingRouter:
@@ -110,5 +228,9 @@ class ServingRouter:
 
 
 def load(path: Path) -> ServingRouter:
-    with Path(path).open("rb") as fh:
-        return ServingRouter(pickle.load(fh))  # noqa: S301 - our own file, written by export()
+    """The serving router of a checked bundle file; ``BundleError`` (one line) when it cannot be trusted."""
+    bundle = read_bundle(path)
+    try:
+        return ServingRouter(bundle)
+    except (KeyError, TypeError, ValueError, re.error) as exc:
+        raise BundleError(f"{path}: serving bundle is incomplete ({type(exc).__name__}: {exc}); re-promote") from None

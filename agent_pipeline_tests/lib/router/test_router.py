@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -174,8 +172,8 @@ def test_serving_bundle_routes_exactly_like_the_router(trained, tmp_path):
     from agent_pipeline.lib.serving import bundle as serving
 
     router, _, val = trained
-    path = serving.export(router, "agent-router", "7", tmp_path / "champion.pkl")
-    assert pickle.loads(path.read_bytes())["format"] == 1  # TF-IDF blocks only: readable by every version
+    path = serving.export(router, "agent-router", "7", tmp_path / "champion.npz")
+    assert serving.read_bundle(path)["format"] == 1  # TF-IDF blocks only: readable by every version
     fast = serving.load(path)
     assert (fast.model_name, fast.version) == ("agent-router", "7")
     texts = val["text"].tolist() + [

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
 from dataclasses import replace
 
 import numpy as np
@@ -124,8 +123,8 @@ def test_serving_bundle_runs_the_blend_with_its_counts_block(data, fast, tmp_pat
     _, val = data
     agents = load_agent_registry(settings.DEFAULT_AGENTS_CONFIG)
     router = Router(fast, agents, [], threshold=0.3)
-    path = serving.export(router, "agent-router", "3", tmp_path / "champion.pkl")
-    assert pickle.loads(path.read_bytes())["format"] == 2  # a reader that knows only format 1 refuses it at load
+    path = serving.export(router, "agent-router", "3", tmp_path / "champion.npz")
+    assert serving.read_bundle(path)["format"] == 2  # a reader that knows only format 1 refuses it at load
     bundle = serving.load(path)
     for text in val["text"].tolist()[:80] + ["", "transfer   money\tnow"]:
         want, got = router.route(text).to_dict(), bundle.route(text)
