@@ -399,12 +399,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     args = build_parser().parse_args(argv)
-    from agent_pipeline.lib.core.errors import ConfigError, DatasetError, RegistryError
+    from agent_pipeline.lib.core.errors import ConfigError, DatasetError, RegistryError, StateError
     from agent_pipeline.lib.core.secrets import redact_uri
 
     try:
         return int(args.func(args) or 0)
-    except (UserError, RegistryError, DatasetError, ConfigError, FileNotFoundError) as exc:
+    except (UserError, RegistryError, DatasetError, ConfigError, StateError, FileNotFoundError) as exc:
         print(redact_uri(f"error: {exc}"), file=sys.stderr)
         return EXIT_USAGE
     except Exception as exc:

@@ -90,7 +90,11 @@ class RouterFiles(dg.ConfigurableResource):
         with config_failure(self.router_config):
             raw = load_yaml(self.router_config, "router config")
             validate_router(raw, registry.known_labels, source=self.router_config)
-            return rules_from_config(raw, registry, self.router_config), TrainSettings.from_config(raw)
+            rules = rules_from_config(raw, registry, self.router_config)
+            try:
+                return rules, TrainSettings.from_config(raw)
+            except ConfigError as exc:  # its messages say "router config: <key>": name the file
+                raise ConfigError(str(exc).replace("router config:", f"{self.router_config}:", 1)) from None
 
 
 class MlflowRegistry(dg.ConfigurableResource):

@@ -14,3 +14,7 @@ class DatasetError(ValueError):
 
 class RegistryError(RuntimeError):
     """A registry operation cannot be done (unknown version, missing alias, nothing to roll back to)."""
+
+
+class StateError(RuntimeError):
+    """A file in the state folder (baseline pointer, evaluation) is damaged; names it and how to repair."""

@@ -29,6 +29,7 @@ import pandas as pd
 
 from agent_pipeline.lib.core import settings
 from agent_pipeline.lib.core.csvfiles import read_csv, write_csv
+from agent_pipeline.lib.core.errors import StateError
 from agent_pipeline.lib.core.files import atomic_write
 from agent_pipeline.lib.evaluation import metrics as m
 
@@ -270,5 +271,16 @@ def load_baseline(home: Path) -> tuple[Evaluation, dict[str, Any]] | None:
     pointer = settings.baseline_dir(home) / "current.json"
     if not pointer.is_file():
         return None
-    info = json.loads(pointer.read_text())
-    return load(Path(info["path"])), info
+    fix = "bless a baseline again (agent-pipeline bless)"
+    try:
+        info = json.loads(pointer.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise StateError(f"{pointer}: baseline pointer is not JSON ({exc}); {fix}") from None
+    if not isinstance(info, dict) or not isinstance(info.get("path"), str):
+        raise StateError(f"{pointer}: baseline pointer has no 'path'; {fix}")
+    try:
+        return load(Path(info["path"])), info
+    except FileNotFoundError as exc:
+        raise StateError(f"{pointer}: the baseline evaluation is missing ({exc}); {fix}") from None
+    except (KeyError, ValueError, UnicodeDecodeError) as exc:
+        raise StateError(f"{pointer}: the baseline evaluation {info['path']} is damaged ({exc!r}); {fix}") from None

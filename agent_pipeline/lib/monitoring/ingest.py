@@ -5,7 +5,8 @@ Production writes routing records as JSON Lines into a landing folder (the simul
 landing file named ``<partition>*.jsonl`` and checks each line against the record contract
 (``monitoring.RECORD_COLUMNS``): valid JSON object, exactly the contract's fields, each with
 the right type and a known value, its timestamp on that UTC day, a text no longer than the
-limit, and a request id not seen before in the day (the first occurrence wins).
+limit and without control characters (tab, LF and CR aside), and a request id not seen before
+in the day (the first occurrence wins).
 
 Nothing is lost and nothing is dropped silently:
 
@@ -63,6 +64,7 @@ DEFAULT_MAX_TEXT_CHARS = 10_000
 DEFAULT_MAX_FILE_BYTES = 256 * 1024 * 1024
 RAW_KEEP_CHARS = 2_000
 _BOM = b"\xef\xbb\xbf"
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # C0 and DEL except tab, LF, CR
 
 
 class IngestError(ValueError):
@@ -375,6 +377,9 @@ def _problem(obj: dict, day: date, labels: frozenset[str], routes: frozenset[str
             return f"{name}: not a non-empty string"
     if len(obj["text"]) > limits.max_text_chars:
         return f"text: longer than {limits.max_text_chars} characters"
+    m = _CONTROL.search(obj["text"])
+    if m is not None:
+        return f"text: contains the control character U+{ord(m.group(0)):04X}"
     ts = obj["timestamp"]
     try:
         parsed = datetime.fromisoformat(ts) if isinstance(ts, str) else None

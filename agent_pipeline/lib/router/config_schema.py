@@ -121,29 +121,34 @@ def _dotted(loc: tuple) -> str:
 
 
 def _allowed(model: type[BaseModel], loc: tuple) -> list[str]:
-    """The keys allowed at ``loc`` (for an unknown-key message)."""
+    """The keys allowed where ``loc`` points (for an unknown-key message); [] when unknown."""
+    ann: Any = model
     for part in loc[:-1]:
-        field = model.model_fields.get(str(part)) if isinstance(part, str) else None
-        if field is None:
-            if isinstance(part, int) or not hasattr(model, "model_fields"):
-                continue
+        ann = _unwrap(ann)
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            field = ann.model_fields.get(str(part))
+            if field is None:
+                return []
+            ann = field.annotation
+        elif getattr(ann, "__origin__", None) in (dict, list):
+            ann = ann.__args__[-1]  # a key of a mapping, an index of a list: the value type
+        else:
             return []
-        ann = field.annotation
-        nxt = _model_in(ann)
-        if nxt is None:
-            return []
-        model = nxt
-    return list(model.model_fields)
+    ann = _unwrap(ann)
+    return list(ann.model_fields) if isinstance(ann, type) and issubclass(ann, BaseModel) else []
 
 
-def _model_in(ann: Any) -> type[BaseModel] | None:
-    if isinstance(ann, type) and issubclass(ann, BaseModel):
-        return ann
-    for arg in getattr(ann, "__args__", ()) or ():
-        found = _model_in(arg)
-        if found is not None:
-            return found
-    return None
+def _unwrap(ann: Any) -> Any:
+    """``X | None`` and ``Annotated[X, ...]`` -> ``X``."""
+    while True:
+        args = getattr(ann, "__args__", None)
+        origin = getattr(ann, "__origin__", None)
+        if origin is Annotated or (hasattr(ann, "__metadata__") and args):
+            ann = args[0]
+        elif args and origin not in (dict, list) and type(None) in args:
+            ann = next(a for a in args if a is not type(None))
+        else:
+            return ann
 
 
 def _one_line(exc: ValidationError, model: type[BaseModel], source: str) -> str:

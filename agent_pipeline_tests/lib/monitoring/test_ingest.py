@@ -221,7 +221,7 @@ def test_feedback_reads_reviewed_rows_from_the_log(tmp_path):
 
 def test_unicode_line_breaks_inside_strings_and_a_bom_lose_nothing(tmp_path):
     landing = tmp_path / "landing"
-    texts = ["para one\u2028para two", "next\u0085line", "form\x0cfeed and \u2029 too", "crlf file"]
+    texts = ["para one\u2028para two", "next\u0085line", "tab\tinside and \u2029 too", "crlf file"]
     rows = [json.dumps(record(i, text=t), ensure_ascii=False) for i, t in enumerate(texts)]
     path = landing / f"{DAY}-u.jsonl"
     landing.mkdir()
