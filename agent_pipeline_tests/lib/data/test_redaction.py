@@ -83,3 +83,9 @@ def test_empty_and_non_text():
     assert redact("no digits at all") == "no digits at all"
     with pytest.raises(TypeError):
         redact(None)
+
+
+def test_redaction_is_idempotent():
+    # The server redacts before it writes landing files and ingestion redacts again.
+    for text, expected in PERSONAL:
+        assert redact(expected) == expected == redact(redact(text))
