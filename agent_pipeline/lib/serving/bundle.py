@@ -6,8 +6,9 @@ takes a fraction of a millisecond. At every promotion and rollback the registry 
 champion's ``fast``-tier router to ``$AGENT_PIPELINE_HOME/serving/champion.npz``: rules, the
 agent map, the threshold, each vectorizer's vocabulary, idf and settings, and the classifier's
 coefficients. The file holds data only (``write_bundle``/``read_bundle``): numpy arrays in an
-``.npz`` read with ``allow_pickle=False`` plus one JSON header, with a format number and a
-SHA-256 over header and arrays that is checked before anything in it is used. Nothing in it
+``.npz`` read with ``allow_pickle=False`` plus one JSON header, with a format name and a
+SHA-256 over the header and every array's CRC-32 and size (``zipfile`` checks each array
+against its CRC-32 as it is read), checked before anything in it is used. Nothing in it
 runs code on load; a damaged or foreign file is refused with one line (``BundleError``). ``ServingRouter`` analyses text with
 ``lib/router/textfeatures.py`` (scikit-learn's ``word`` and ``char_wb`` analyzers re-implemented,
 tested equal), runs the same linear fast path as ``lib/router/fast.py`` and decides with the
@@ -19,6 +20,7 @@ Only the standard library and numpy are imported here.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import re
@@ -63,8 +65,12 @@ def _to_json(obj: Any, arrays: dict[str, np.ndarray]) -> Any:
         arrays[key] = obj
         return {"__ndarray__": key}
     if isinstance(obj, dict):
-        if "__ndarray__" in obj or "__tuple__" in obj:
+        if "__ndarray__" in obj or "__tuple__" in obj or "__vocabulary__" in obj:
             raise BundleError("serving bundle: reserved key in a mapping")
+        if len(obj) > 64 and all(
+            type(k) is str and isinstance(v, (int, np.integer)) and not isinstance(v, bool) for k, v in obj.items()
+        ):
+            return _vocabulary_to_json(obj, arrays)
         return {str(k): _to_json(v, arrays) for k, v in obj.items()}
     if isinstance(obj, tuple):
         return {"__tuple__": [_to_json(v, arrays) for v in obj]}
@@ -77,8 +83,41 @@ def _to_json(obj: Any, arrays: dict[str, np.ndarray]) -> Any:
     raise BundleError(f"serving bundle: cannot store a {type(obj).__name__} (data only)")
 
 
+def _vocabulary_to_json(vocab: dict[str, int], arrays: dict[str, np.ndarray]) -> dict:
+    """A large str -> int mapping (a vectorizer's vocabulary) as three arrays: the keys' UTF-8
+    text, their character offsets, their values (JSON and a dict of 100k+ keys is slow to read)."""
+    keys = list(vocab)
+    text = "".join(keys)
+    offsets = np.zeros(len(keys) + 1, dtype=np.int64)
+    np.cumsum([len(k) for k in keys], out=offsets[1:])
+    return {
+        "__vocabulary__": {
+            "text": _to_json(np.frombuffer(text.encode("utf-8"), dtype=np.uint8), arrays),
+            "offsets": _to_json(offsets, arrays),
+            "values": _to_json(np.fromiter(vocab.values(), dtype=np.int64, count=len(keys)), arrays),
+        }
+    }
+
+
+def _vocabulary_from_json(spec: dict, arrays: dict[str, np.ndarray]) -> dict[str, int]:
+    parts = {k: _from_json(spec.get(k), arrays) for k in ("text", "offsets", "values")}
+    text, offsets, values = parts["text"], parts["offsets"], parts["values"]
+    if not all(isinstance(a, np.ndarray) for a in (text, offsets, values)) or len(offsets) != len(values) + 1:
+        raise BundleError("serving bundle: a vocabulary's arrays do not fit together")
+    try:
+        s = text.tobytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BundleError(f"serving bundle: a vocabulary is not UTF-8 ({exc})") from None
+    if offsets[0] != 0 or offsets[-1] != len(s) or np.any(np.diff(offsets) < 0):
+        raise BundleError("serving bundle: a vocabulary's offsets do not fit its text")
+    bounds = offsets.tolist()
+    return dict(zip([s[a:b] for a, b in zip(bounds[:-1], bounds[1:])], values.tolist()))
+
+
 def _from_json(obj: Any, arrays: dict[str, np.ndarray]) -> Any:
     if isinstance(obj, dict):
+        if set(obj) == {"__vocabulary__"}:
+            return _vocabulary_from_json(obj["__vocabulary__"], arrays)
         if set(obj) == {"__ndarray__"}:
             key = obj["__ndarray__"]
             if key not in arrays:
@@ -92,14 +131,23 @@ def _from_json(obj: Any, arrays: dict[str, np.ndarray]) -> Any:
     return obj
 
 
-def _digest(header_json: bytes, arrays: dict[str, np.ndarray]) -> str:
+def _digest(header_json: bytes, members: dict[str, tuple[int, int]]) -> str:
+    """SHA-256 over the header's JSON and each array member's (name, CRC-32, size) in the zip.
+
+    ``zipfile`` checks every member's CRC-32 while ``np.load`` reads it, so a changed byte in an
+    array fails there, and a changed CRC, name, size or header fails here; the arrays are not
+    hashed a second time (56 MB of coefficients would cost more than the rest of a cold start).
+    """
     h = hashlib.sha256()
     h.update(header_json)
-    for key in sorted(arrays):
-        a = np.ascontiguousarray(arrays[key])
-        h.update(f"\x00{key}\x00{a.dtype.str}\x00{a.shape}\x00".encode())
-        h.update(a.tobytes())
+    for name in sorted(members):
+        crc, size = members[name]
+        h.update(f"\x00{name}\x00{crc}\x00{size}".encode())
     return h.hexdigest()
+
+
+def _members(zf: zipfile.ZipFile) -> dict[str, tuple[int, int]]:
+    return {i.filename: (i.CRC, i.file_size) for i in zf.infolist() if i.filename != f"{HEADER_KEY}.npy"}
 
 
 def write_bundle(bundle: dict[str, Any], path: Path) -> Path:
@@ -107,13 +155,16 @@ def write_bundle(bundle: dict[str, Any], path: Path) -> Path:
     arrays: dict[str, np.ndarray] = {}
     body = _to_json(bundle, arrays)
     header_json = json.dumps(body, sort_keys=True, ensure_ascii=False, allow_nan=False).encode()
-    header = {"file_format": FILE_FORMAT, "sha256": _digest(header_json, arrays), "body": body}
-    payload = {HEADER_KEY: np.frombuffer(json.dumps(header, sort_keys=True).encode(), dtype=np.uint8), **arrays}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with tmp.open("wb") as fh:
-        np.savez(fh, **payload)
+        np.savez(fh, **arrays)
+    with zipfile.ZipFile(tmp, "a") as zf:
+        header = {"file_format": FILE_FORMAT, "sha256": _digest(header_json, _members(zf)), "body": body}
+        buf = io.BytesIO()
+        np.lib.format.write_array(buf, np.frombuffer(json.dumps(header, sort_keys=True).encode(), dtype=np.uint8))
+        zf.writestr(f"{HEADER_KEY}.npy", buf.getvalue())
     os.replace(tmp, path)
     return path
 
@@ -131,6 +182,8 @@ def read_bundle(path: Path) -> dict[str, Any]:
     if size > MAX_BUNDLE_BYTES:
         raise BundleError(f"{path}: serving bundle is {size} bytes, more than {MAX_BUNDLE_BYTES}; re-promote")
     try:
+        with zipfile.ZipFile(path) as zf:
+            members = _members(zf)
         with np.load(path, allow_pickle=False) as npz:
             data = {k: npz[k] for k in npz.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
@@ -149,7 +202,7 @@ def read_bundle(path: Path) -> dict[str, Any]:
         )
     body = header.get("body")
     header_json = json.dumps(body, sort_keys=True, ensure_ascii=False, allow_nan=False).encode()
-    if header.get("sha256") != _digest(header_json, data):
+    if header.get("sha256") != _digest(header_json, members):
         raise BundleError(f"{path}: serving bundle content does not match its SHA-256; re-promote to rebuild it")
     bundle = _from_json(body, data)
     if not isinstance(bundle, dict):
