@@ -23,6 +23,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError
 
 from agent_pipeline.lib.core.errors import ConfigError
+from agent_pipeline.lib.router.decision import FALLBACK_ROUTE, OOS_LABEL
 
 Number = StrictFloat  # strict float accepts ints, refuses strings and booleans
 Name = Annotated[StrictStr, Field(min_length=1)]
@@ -182,8 +183,6 @@ def _validate(model: type[BaseModel], raw: Any, source: str):
 
 def validate_agents(raw: Any, source: str = "agents config") -> AgentsConfig:
     """``config/agents.yaml`` parsed and checked; ``ConfigError`` (one line, file and key) otherwise."""
-    from agent_pipeline.lib.router.agents import FALLBACK_ROUTE, OOS_LABEL
-
     cfg = _validate(AgentsConfig, raw, source)
     if not cfg.agents:
         raise ConfigError(f"{source}: agents: declares no agent")
