@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from starlette.testclient import TestClient
 
 from agent_pipeline.defs.monitoring.assets import inference_log
-from agent_pipeline.defs.resources import RouterFiles, StateFolder
+from agent_pipeline.defs.resources import IngestSettings, RouterFiles, StateFolder
 from agent_pipeline.lib.core import settings, telemetry
 from agent_pipeline.lib.monitoring import ingest
 from agent_pipeline.lib.monitoring.records import RECORD_COLUMNS
@@ -187,13 +187,21 @@ def test_served_traffic_is_ingested_by_the_inference_log_asset(client, home):
             [inference_log],
             partition_key=day,
             instance=instance,
-            resources={"files": RouterFiles(), "state": StateFolder(home=str(home))},
+            resources={
+                "files": RouterFiles(),
+                "state": StateFolder(home=str(home)),
+                "ingest_settings": IngestSettings(),
+            },
         )
     assert result.success
     md = result.asset_materializations_for_node("inference_log")[0].metadata
     assert md["n_valid"].value == len(TEXTS) * 3 and md["n_quarantined"].value == 0
     checks = result.get_asset_check_evaluations()
-    assert [c.passed for c in checks] == [True]
+    assert {c.check_name: c.passed for c in checks} == {
+        "traffic_received": True,
+        "landing_files_parsed": True,
+        "landing_files_named": True,
+    }
 
 
 def test_each_decision_is_a_span_with_its_attributes(home):
