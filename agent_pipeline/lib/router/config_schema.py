@@ -34,9 +34,17 @@ class _Strict(BaseModel):
 
 
 # -- config/agents.yaml ------------------------------------------------------------------------
+class RuleSpec(_Strict):
+    name: Name
+    all: Annotated[list[StrictStr], Field(min_length=1)]
+    label: Name
+
+
 class AgentSpec(_Strict):
     description: StrictStr = ""
     labels: list[Name] = Field(default_factory=list)
+    # Declared rules routing to this agent (tried first, in file order); each sets one of its labels.
+    rules: list[RuleSpec] = Field(default_factory=list)
     # Where the agent answers (the dispatcher, README "Safety and resilience gates"); optional.
     endpoint: StrictStr | None = None
     timeout_ms: Annotated[Number, Field(gt=0)] | None = None
@@ -55,12 +63,6 @@ class AgentsConfig(_Strict):
 
 
 # -- config/router.yaml ------------------------------------------------------------------------
-class RuleSpec(_Strict):
-    name: Name
-    all: Annotated[list[StrictStr], Field(min_length=1)]
-    label: Name
-
-
 class ClassifierSpec(_Strict):
     tier: StrictStr | None = None
     fast_model: StrictStr | None = None
@@ -90,6 +92,7 @@ class ThresholdSpec(_Strict):
     grid_stop: Annotated[Number, Field(ge=0, le=1)] | None = None
     grid_step: Annotated[Number, Field(gt=0, le=1)] | None = None
     fallback_weight: Number | None = None
+    oos_pool: StrictStr | None = None  # out-of-scope examples for threshold tuning ("" = none)
     # Threshold calibration by cross-validation (lib/router/calibration.py).
     method: StrictStr | None = None
     folds: Annotated[StrictInt, Field(ge=2)] | None = None
@@ -197,6 +200,24 @@ def validate_agents(raw: Any, source: str = "agents config") -> AgentsConfig:
             if label in owner:
                 raise ConfigError(f"{source}: {where}: label '{label}' is already listed under agent '{owner[label]}'")
             owner[label] = agent
+    names: set[str] = set()
+    for agent, spec in cfg.agents.items():
+        for i, rule in enumerate(spec.rules):
+            where = f"agents.{agent}.rules.{i}"
+            if rule.name in names:
+                raise ConfigError(f"{source}: {where}.name: rule name '{rule.name}' is used twice")
+            names.add(rule.name)
+            if rule.label not in spec.labels:
+                close = difflib.get_close_matches(rule.label, spec.labels, n=1)
+                hint = f"; did you mean '{close[0]}'?" if close else ""
+                raise ConfigError(
+                    f"{source}: {where}.label: '{rule.label}' is not one of agent '{agent}''s labels{hint}"
+                )
+            for j, pattern in enumerate(rule.all):
+                try:
+                    re.compile(pattern)
+                except re.error as exc:
+                    raise ConfigError(f"{source}: {where}.all.{j}: invalid regular expression: {exc}") from None
     for i, label in enumerate(cfg.unassigned):
         if label in owner:
             raise ConfigError(f"{source}: unassigned.{i}: label '{label}' is also listed under agent '{owner[label]}'")
@@ -217,21 +238,11 @@ def validate_agents(raw: Any, source: str = "agents config") -> AgentsConfig:
 def validate_router(raw: Any, known_labels, source: str = "router config") -> RouterConfig:
     """``config/router.yaml`` parsed and checked against the agent registry's labels."""
     cfg = _validate(RouterConfig, raw, source)
-    labels = frozenset(known_labels)
-    names: set[str] = set()
-    for i, rule in enumerate(cfg.rules):
-        if rule.name in names:
-            raise ConfigError(f"{source}: rules.{i}.name: rule name '{rule.name}' is used twice")
-        names.add(rule.name)
-        if rule.label not in labels:
-            close = difflib.get_close_matches(rule.label, sorted(labels), n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
-            raise ConfigError(f"{source}: rules.{i}.label: '{rule.label}' is not a label of the agent registry{hint}")
-        for j, pattern in enumerate(rule.all):
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ConfigError(f"{source}: rules.{i}.all.{j}: invalid regular expression: {exc}") from None
+    if cfg.rules:
+        raise ConfigError(
+            f"{source}: rules: moved to the agent map: list each rule under the agent it routes to "
+            "(agents.<agent>.rules in config/agents.yaml) and remove 'rules' here"
+        )
     if cfg.guard is not None:
         for category, patterns in cfg.guard.categories.items():
             for j, pattern in enumerate(patterns):
