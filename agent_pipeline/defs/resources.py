@@ -1,4 +1,4 @@
-"""Resources: where data comes from, where state goes, MLflow, gates, alerts.
+"""Resources: where data comes from, where state goes, MLflow, the promotion policy, alerts.
 
 Each setting is bound to an environment variable when that variable is set (the UI then shows
 the binding) and otherwise to a default that works offline on a fresh checkout. Every variable
@@ -16,7 +16,9 @@ import dagster as dg
 from agent_pipeline.defs.executors import selected_executor
 from agent_pipeline.defs.storage import RunScopedIOManager
 from agent_pipeline.lib.core import settings
+from agent_pipeline.lib.core.errors import ConfigError
 from agent_pipeline.lib.registry.models import ModelRegistry
+from agent_pipeline.lib.registry.policy import Policy, load_policy
 from agent_pipeline.lib.router.agents import AgentRegistry, load_agent_registry, load_yaml
 from agent_pipeline.lib.router.guard import Guard, guard_from_config
 from agent_pipeline.lib.router.model import Rule, TrainSettings, rules_from_config
@@ -77,18 +79,21 @@ class MlflowRegistry(dg.ConfigurableResource):
         return ModelRegistry(self.tracking_uri or None, self.model_name, self.experiment, home, self.ui_url, self.user)
 
 
-class GateSettings(dg.ConfigurableResource):
-    """Promotion gate thresholds (``config/gates.yaml``)."""
+class PolicySettings(dg.ConfigurableResource):
+    """The promotion policy (``config/policy.yaml``): required gates, thresholds, approvers."""
 
-    config_path: str = str(settings.DEFAULT_GATES_CONFIG)
+    config_path: str = str(settings.DEFAULT_POLICY_CONFIG)
 
-    def load(self) -> dict:
-        raw = load_yaml(self.config_path, "gates config")
-        raw.setdefault("required", [])
-        raw.setdefault("tolerances", {})
-        raw.setdefault("max_new_failures", 0)
-        raw.setdefault("latency_slo_ms", {})
-        return raw
+    def load(self) -> Policy:
+        """The validated policy; a bad file is a ``dg.Failure`` whose one line names the file and key."""
+        try:
+            return load_policy(self.config_path)
+        except ConfigError as exc:
+            raise dg.Failure(
+                description=f"{exc}; fix the policy file before anything is trained or promoted",
+                metadata={"policy_file": dg.MetadataValue.path(self.config_path)},
+                allow_retries=False,
+            ) from None
 
 
 class Alerts(dg.ConfigurableResource):
@@ -129,7 +134,9 @@ def build_resources() -> dict[str, dg.ConfigurableResource | dg.ConfigurableIOMa
             ui_url=env_or("AGENT_PIPELINE_MLFLOW_UI_URL", settings.DEFAULT_MLFLOW_UI_URL),
             user=env_or("AGENT_PIPELINE_USER", ""),
         ),
-        "gates": GateSettings(config_path=env_or("AGENT_PIPELINE_GATES_CONFIG", str(settings.DEFAULT_GATES_CONFIG))),
+        "policy": PolicySettings(
+            config_path=env_or("AGENT_PIPELINE_POLICY_CONFIG", str(settings.DEFAULT_POLICY_CONFIG))
+        ),
         "alerts": Alerts(webhook_url=env_or("AGENT_PIPELINE_ALERT_WEBHOOK_URL", "")),
         # Asset values stored per run: concurrent runs never read each other's (defs/storage.py).
         "io_manager": RunScopedIOManager(),
