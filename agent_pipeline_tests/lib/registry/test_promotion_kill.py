@@ -26,6 +26,10 @@ from agent_pipeline.lib.registry.models import CHAMPION, ModelRegistry
 from agent_pipeline.lib.router.agents import load_agent_registry, load_yaml
 from agent_pipeline.lib.router.model import TrainSettings, rules_from_config, train_router
 
+# Real subprocesses killed at seven points (minutes on a busy machine): with the other kill and
+# fault drills, run by `make test-integration` and CI, not the default suite.
+pytestmark = pytest.mark.integration
+
 DRIVER = """
 import sys
 from pathlib import Path
