@@ -89,7 +89,22 @@ def _serving_router(args):
     from agent_pipeline.lib.core.secrets import redact_uri
 
     trusted = router.model_name == s.model_name and router.tracking_uri == redact_uri(s.tracking)
-    return router if trusted else None
+    if not trusted:
+        return None
+    from agent_pipeline.lib.registry.models import alias_version_cheap
+
+    # The bundle stores the tracking URI without credentials; ask the configured (real) one.
+    champion = alias_version_cheap(s.tracking, router.model_name)
+    if champion != str(router.version):
+        # The served model must be the champion: the alias moved (or was removed) behind the bundle.
+        print(
+            f"warning: serving bundle {path} is v{router.version} but the champion alias is "
+            f"{'v' + champion if champion else 'unset'}: answering from the registry's champion instead; "
+            "run agent-pipeline doctor --repair to refresh the bundle",
+            file=sys.stderr,
+        )
+        return None
+    return router
 
 
 def cmd_route(args) -> int:
@@ -213,18 +228,20 @@ def cmd_status(args) -> int:
         if b
         else "  baseline           -"
     )
-    for rec in out["last_actions"]:
-        lines.append(f"  {rec['time']} {rec['action']} v{rec['version']} by {rec.get('user', '?')}")
+    lines += [f"  {_audit_line(rec)}" for rec in out["last_actions"]]
     _print(out, args.json, lines)
     return 0
 
 
 def cmd_bless(args) -> int:
-    from agent_pipeline.lib.evaluation import runs as evaluation
+    from agent_pipeline.governance_cli import _policy
+    from agent_pipeline.lib.registry import promotion
 
     store = _registry(args)
     version = store.resolve(version=args.version) if args.version else store.resolve(alias="champion")
-    info = evaluation.bless_latest(store.home, version, args.by or _settings(args).user, args.reason)
+    info = promotion.bless_version(
+        store, store.home, _policy(args), version, args.by or _settings(args).user, args.reason
+    )
     _print(
         info,
         args.json,
@@ -236,14 +253,31 @@ def cmd_bless(args) -> int:
 
 
 def cmd_rollback(args) -> int:
+    from agent_pipeline.lib.registry import promotion
+
     store = _registry(args)
-    rec = store.rollback(to_version=args.to, reason=args.reason)
+    rec = promotion.rollback(store, store.home, to_version=args.to, reason=args.reason)
     _print(
         rec,
         args.json,
         [f"champion is now v{rec['version']} (was v{rec['previous_champion']}); recorded in the audit log"],
     )
     return 0
+
+
+def _audit_line(r: dict) -> str:
+    """One audit record as a line: what, which version, who, and why."""
+    action = r.get("action", "?")
+    extra = {
+        "promote": f"previous v{r.get('previous_champion')}, evaluation {r.get('evaluation_id')}",
+        "rollback": f"previous v{r.get('previous_champion')}: {r.get('reason', '')}",
+        "approve": f"evaluation {r.get('evaluation_id')}, content {str(r.get('content_sha256', ''))[:12]}: {r.get('note', '')}",
+        "revoke": r.get("reason", ""),
+        "bless": f"evaluation {r.get('evaluation_id')}: {r.get('reason', '')}",
+    }.get(action, r.get("reason", ""))
+    if r.get("recovery"):
+        extra += f" [recovered: {r['recovery']}]"
+    return f"#{r.get('seq', '?')} {r.get('time')} {action} v{r.get('version')} by {r.get('user')} ({extra})"
 
 
 def cmd_history(args) -> int:
@@ -254,11 +288,7 @@ def cmd_history(args) -> int:
     _print(
         audit,
         args.json,
-        [
-            f"{r['time']} {r['action']:<9} v{r['version']} (previous v{r.get('previous_champion')}) by {r.get('user')}"
-            for r in audit
-        ]
-        or ["no promotions yet"],
+        [_audit_line(r) for r in audit] or ["no promotions yet"],
     )
     return 0
 
@@ -371,9 +401,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_rollback)
 
-    sp = sub.add_parser("history", help="the promotion and rollback audit log")
+    sp = sub.add_parser("history", help="the audit log: promotions, rollbacks, approvals, blessings, recoveries")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_history)
+
+    from agent_pipeline import governance_cli
+
+    governance_cli.add_commands(sub)
 
     sp = sub.add_parser("simulate-traffic", help="route held-out traffic with the champion into daily landing files")
     sp.add_argument("--start", required=True, help="first day, YYYY-MM-DD (UTC)")

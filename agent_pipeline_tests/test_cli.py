@@ -96,6 +96,7 @@ def test_status_json_shows_champion_gates_baseline_and_audit(small_inputs, home)
     assert out["candidate_evaluation"]["gates"] == dict.fromkeys(
         [
             "critical_cases_pass",
+            "human_approval",
             "latency_within_slo",
             "no_regression_vs_baseline",
             "routing_is_deterministic",

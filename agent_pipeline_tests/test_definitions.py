@@ -34,6 +34,7 @@ GATES = {
     "latency_within_slo",
     "safety_probes_pass",
     "survives_agent_faults",
+    "human_approval",
 }
 # asset -> {check name: blocking}
 CHECKS = {
@@ -54,6 +55,9 @@ JOBS = {
     "traffic_monitoring_job",
     "nightly_eval_job",
     "latency_recheck_job",
+    "approve_candidate_job",
+    "revoke_approval_job",
+    "promote_approved_job",
 }
 RUNNING = dg.DefaultSensorStatus.RUNNING
 SENSORS = {
@@ -62,6 +66,7 @@ SENSORS = {
     "eval_sets_changed_sensor": (RUNNING, "champion_eval_job"),
     "run_failure_alert_sensor": (RUNNING, None),
     "check_failure_alert_sensor": (RUNNING, None),
+    "approval_sensor": (RUNNING, "promote_approved_job"),
 }
 UPSTREAM = {
     "champion_model": {"candidate_evaluation", "validation_examples"},

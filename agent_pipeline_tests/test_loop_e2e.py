@@ -79,10 +79,10 @@ def test_new_topic_drift_retrains_once_and_promotes_v2(small_inputs, pipeline_en
     monkeypatch.setenv("AGENT_PIPELINE_VALIDATION_DATA", str(settings.DEFAULT_VALIDATION_DATA))
     # The story is about drift; the latency gate has its own test (defs/test_lifecycle.py). A
     # CI box shared by other jobs must not turn a slow p99 into a blocked promotion here.
-    gates = yaml.safe_load(small_inputs.gates_config.read_text())
-    gates["latency_slo_ms"] = {"p50": 1000.0, "p99": 5000.0}
-    (tmp_path / "gates.yaml").write_text(yaml.safe_dump(gates))
-    monkeypatch.setenv("AGENT_PIPELINE_GATES_CONFIG", str(tmp_path / "gates.yaml"))
+    policy = yaml.safe_load(small_inputs.policy_config.read_text())
+    policy["gates"]["latency_within_slo"] = {"slo_ms": {"p50": 1000.0, "p99": 5000.0}}
+    (tmp_path / "policy.yaml").write_text(yaml.safe_dump(policy))
+    monkeypatch.setenv("AGENT_PIPELINE_POLICY_CONFIG", str(tmp_path / "policy.yaml"))
     today = datetime.now(UTC).date()
     pool = traffic.read_pool(settings.DEFAULT_TRAFFIC_POOL)
     store = ModelRegistry(home=home)

@@ -69,7 +69,7 @@ def team_files(tmp_path):
         "golden": tmp_path / "my_golden.csv",
         "agents": tmp_path / "my_agents.yaml",
         "router": tmp_path / "my_router.yaml",
-        "gates": tmp_path / "my_gates.yaml",
+        "policy": tmp_path / "my_policy.yaml",
     }
     pd.DataFrame(train, columns=["text", "label"]).to_csv(files["train"], index=False)
     pd.DataFrame(val, columns=["text", "label"]).to_csv(files["val"], index=False)  # no oos rows
@@ -79,9 +79,10 @@ def team_files(tmp_path):
     router["threshold"]["oos_pool"] = str(settings.PROJECT_ROOT / "data" / "oos_generic.csv")  # the guide's fix
     router["classifier"]["max_iter"] = 100
     files["router"].write_text(yaml.safe_dump(router))
-    gates = yaml.safe_load(settings.DEFAULT_GATES_CONFIG.read_text())
-    gates["latency_slo_ms"] = {"p50": 1000.0, "p99": 5000.0}  # a busy CI box is not the team's SLO
-    files["gates"].write_text(yaml.safe_dump(gates))
+    policy = yaml.safe_load(settings.DEFAULT_POLICY_CONFIG.read_text())
+    # a busy CI box is not the team's SLO
+    policy["gates"]["latency_within_slo"] = {"slo_ms": {"p50": 1000.0, "p99": 5000.0}}
+    files["policy"].write_text(yaml.safe_dump(policy))
     return files
 
 
@@ -91,7 +92,7 @@ def test_bring_your_own_dataset_reaches_a_champion(team_files, small_inputs, tmp
         "AGENT_PIPELINE_HOME": str(home),
         "AGENT_PIPELINE_AGENTS_CONFIG": str(team_files["agents"]),
         "AGENT_PIPELINE_ROUTER_CONFIG": str(team_files["router"]),
-        "AGENT_PIPELINE_GATES_CONFIG": str(team_files["gates"]),
+        "AGENT_PIPELINE_POLICY_CONFIG": str(team_files["policy"]),
         "AGENT_PIPELINE_TRAIN_DATA": str(team_files["train"]),
         "AGENT_PIPELINE_VALIDATION_DATA": str(team_files["val"]),
         "AGENT_PIPELINE_GOLDEN_DATA": str(team_files["golden"]),

@@ -6,7 +6,7 @@ and ``bench/serve_load.py`` drives it from another (closed loop, keep-alive). Th
 
 1. **Sustained throughput at the p99 target**: concurrency 1, 2, 4, 8, 16 for a few seconds
    each; the figure is the highest answered req/s whose p99 stays within the router's p99 SLO
-   (``config/gates.yaml`` ``latency_slo_ms.p99``) with no error. Reference: the in-process
+   (``config/policy.yaml`` ``gates.latency_within_slo.slo_ms.p99``) with no error. Reference: the in-process
    serving router's own single-thread decisions/s on the same texts (the ceiling without HTTP).
 2. **Overload**: 256 concurrent clients against the default admission limit
    (``max_in_flight`` 64): the share shed with 503, that every 503 carries ``Retry-After``, the
@@ -91,7 +91,8 @@ def _wait_ready(url: str, proc: subprocess.Popen, timeout: float = 120.0) -> dic
 def serve_section(quick: bool, ctx: dict, trained_router) -> list[Figure]:
     router, _, val = trained_router("fast")
     texts = val["text"].astype(str).tolist()
-    p99_target = float(yaml.safe_load(settings.DEFAULT_GATES_CONFIG.read_text())["latency_slo_ms"]["p99"])
+    policy = yaml.safe_load(settings.DEFAULT_POLICY_CONFIG.read_text())
+    p99_target = float(policy["gates"]["latency_within_slo"]["slo_ms"]["p99"])
     seconds = 1.5 if quick else 3.0
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

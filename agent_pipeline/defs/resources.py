@@ -1,4 +1,4 @@
-"""Resources: where data comes from, where state goes, MLflow, gates, alerts.
+"""Resources: where data comes from, where state goes, MLflow, the promotion policy, alerts.
 
 Each setting is bound to an environment variable when that variable is set (the UI then shows
 the binding) and otherwise to a default that works offline on a fresh checkout. Every variable
@@ -20,6 +20,7 @@ from agent_pipeline.lib.core import settings
 from agent_pipeline.lib.core.errors import ConfigError, DatasetError
 from agent_pipeline.lib.monitoring import ingest
 from agent_pipeline.lib.registry.models import ModelRegistry
+from agent_pipeline.lib.registry.policy import Policy, load_policy
 from agent_pipeline.lib.router.agents import AgentRegistry, load_agent_registry, load_yaml
 from agent_pipeline.lib.router.config_schema import validate_router
 from agent_pipeline.lib.router.guard import Guard, guard_from_config
@@ -110,18 +111,21 @@ class MlflowRegistry(dg.ConfigurableResource):
         return ModelRegistry(self.tracking_uri or None, self.model_name, self.experiment, home, self.ui_url, self.user)
 
 
-class GateSettings(dg.ConfigurableResource):
-    """Promotion gate thresholds (``config/gates.yaml``)."""
+class PolicySettings(dg.ConfigurableResource):
+    """The promotion policy (``config/policy.yaml``): required gates, thresholds, approvers."""
 
-    config_path: str = str(settings.DEFAULT_GATES_CONFIG)
+    config_path: str = str(settings.DEFAULT_POLICY_CONFIG)
 
-    def load(self) -> dict:
-        raw = load_yaml(self.config_path, "gates config")
-        raw.setdefault("required", [])
-        raw.setdefault("tolerances", {})
-        raw.setdefault("max_new_failures", 0)
-        raw.setdefault("latency_slo_ms", {})
-        return raw
+    def load(self) -> Policy:
+        """The validated policy; a bad file is a ``dg.Failure`` whose one line names the file and key."""
+        try:
+            return load_policy(self.config_path)
+        except ConfigError as exc:
+            raise dg.Failure(
+                description=f"{exc}; fix the policy file before anything is trained or promoted",
+                metadata={"policy_file": dg.MetadataValue.path(self.config_path)},
+                allow_retries=False,
+            ) from None
 
 
 class IngestSettings(dg.ConfigurableResource):
@@ -209,7 +213,9 @@ def build_resources() -> dict[str, dg.ConfigurableResource | dg.ConfigurableIOMa
             ui_url=env_or("AGENT_PIPELINE_MLFLOW_UI_URL", settings.DEFAULT_MLFLOW_UI_URL),
             user=env_or("AGENT_PIPELINE_USER", ""),
         ),
-        "gates": GateSettings(config_path=env_or("AGENT_PIPELINE_GATES_CONFIG", str(settings.DEFAULT_GATES_CONFIG))),
+        "policy": PolicySettings(
+            config_path=env_or("AGENT_PIPELINE_POLICY_CONFIG", str(settings.DEFAULT_POLICY_CONFIG))
+        ),
         "ingest_settings": IngestSettings(
             max_text_chars=_env_int("AGENT_PIPELINE_MAX_TEXT_CHARS", ingest.DEFAULT_MAX_TEXT_CHARS),
             max_file_bytes=_env_int("AGENT_PIPELINE_MAX_LANDING_FILE_BYTES", ingest.DEFAULT_MAX_FILE_BYTES),

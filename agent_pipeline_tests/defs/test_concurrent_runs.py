@@ -160,18 +160,17 @@ def concurrent_story(small_inputs, tmp_path_factory):
     shutil.copy(settings.PROJECT_ROOT / "deploy" / "dagster.local.yaml", home / "dagster" / "dagster.yaml")
     # Latency is judged elsewhere (test_latency.py); three training runs on two shared cores must
     # not turn this test into a latency lottery.
-    gates = yaml.safe_load(small_inputs.gates_config.read_text())
-    gates["latency_slo_ms"] = {"p50": 1000.0, "p99": 5000.0}
-    gates.pop("latency_slo_ms_by_tier", None)
-    (root / "gates.yaml").write_text(yaml.safe_dump(gates))
+    policy = yaml.safe_load(small_inputs.policy_config.read_text())
+    policy["gates"]["latency_within_slo"] = {"slo_ms": {"p50": 1000.0, "p99": 5000.0}}  # latency has its own tests
+    (root / "policy.yaml").write_text(yaml.safe_dump(policy))
     env = subprocess_env(small_inputs, home)
-    env["AGENT_PIPELINE_GATES_CONFIG"] = str(root / "gates.yaml")
+    env["AGENT_PIPELINE_POLICY_CONFIG"] = str(root / "policy.yaml")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(settings.PROJECT_ROOT), env.get("PYTHONPATH")]))
 
     phase1 = run_concurrently(env, [{"test/run": "A"}, {"test/run": "B"}])
 
     with pytest.MonkeyPatch.context() as mp:
-        for k in ("DAGSTER_HOME", "AGENT_PIPELINE_HOME", "AGENT_PIPELINE_GATES_CONFIG"):
+        for k in ("DAGSTER_HOME", "AGENT_PIPELINE_HOME", "AGENT_PIPELINE_POLICY_CONFIG"):
             mp.setenv(k, env[k])
         with dg.DagsterInstance.get() as instance:
             # A real drift event for the sensor: a drift_report materialization that says drift.

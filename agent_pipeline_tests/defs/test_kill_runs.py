@@ -139,12 +139,11 @@ def harness(small_inputs, tmp_path_factory):
     cfg["run_monitoring"]["poll_interval_seconds"] = 5  # the repository's 60 s, shortened for the test
     cfg["run_coordinator"]["config"] = {"dequeue_interval_seconds": 1}
     (home / "dagster" / "dagster.yaml").write_text(yaml.safe_dump(cfg))
-    gates = yaml.safe_load(small_inputs.gates_config.read_text())
-    gates["latency_slo_ms"] = {"p50": 1000.0, "p99": 5000.0}  # latency has its own tests
-    gates.pop("latency_slo_ms_by_tier", None)
-    (root / "gates.yaml").write_text(yaml.safe_dump(gates))
+    policy = yaml.safe_load(small_inputs.policy_config.read_text())
+    policy["gates"]["latency_within_slo"] = {"slo_ms": {"p50": 1000.0, "p99": 5000.0}}  # latency has its own tests
+    (root / "policy.yaml").write_text(yaml.safe_dump(policy))
     env = subprocess_env(small_inputs, home)
-    env["AGENT_PIPELINE_GATES_CONFIG"] = str(root / "gates.yaml")
+    env["AGENT_PIPELINE_POLICY_CONFIG"] = str(root / "policy.yaml")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(settings.PROJECT_ROOT), env.get("PYTHONPATH")]))
     port = free_port()
     (root / "workspace.yaml").write_text(

@@ -13,7 +13,7 @@ C. A good candidate (v3) under a latency SLO nobody can meet: only ``latency_wit
 D. ``champion_model`` alone, in a later run, on C's evaluation: it reads the gate results from
    the registry and refuses (a failed gate; then a gate whose result is missing).
 E. C's candidate re-evaluated under the normal gates is promoted (v3), then
-   ``ModelRegistry.rollback()`` restores v1 and appends an audit record.
+   ``promotion.rollback()`` restores v1 and appends an audit record.
 
 Between chapters the fixture snapshots what an operator would look at (aliases, the audit log,
 run results), so a test of an early chapter is not fooled by a later one.
@@ -33,6 +33,7 @@ import yaml
 from agent_pipeline.definitions import defs
 from agent_pipeline.lib.evaluation import runs as evaluation
 from agent_pipeline.lib.monitoring import records as monitoring
+from agent_pipeline.lib.registry import promotion
 from agent_pipeline.lib.registry.models import CHAMPION, PREVIOUS_CHAMPION, ModelRegistry, read_audit
 from agent_pipeline.lib.serving import bundle as serving
 
@@ -43,6 +44,7 @@ GATES = {
     "latency_within_slo",
     "safety_probes_pass",
     "survives_agent_faults",
+    "human_approval",
 }
 DATASET_ASSETS = ("training_examples", "validation_examples", "golden_eval_set", "synthetic_eval_set", "safety_probes")
 
@@ -112,10 +114,10 @@ def story(small_inputs, tmp_path_factory) -> Story:
     # 20 rows per label (the training check's minimum) keep the fit short; shuffling keeps the counts.
     train = pd.read_csv(small_inputs.train, dtype=str, keep_default_na=False).groupby("label").head(20)
     train.assign(label=np.random.default_rng(7).permutation(train["label"].to_numpy())).to_csv(shuffled, index=False)
-    tiny_slo = root / "gates_tiny_slo.yaml"
-    gates = yaml.safe_load(small_inputs.gates_config.read_text())
-    gates["latency_slo_ms"] = {"p50": 0.0001, "p99": 0.0001}
-    tiny_slo.write_text(yaml.safe_dump(gates))
+    tiny_slo = root / "policy_tiny_slo.yaml"
+    policy = yaml.safe_load(small_inputs.policy_config.read_text())
+    policy["gates"]["latency_within_slo"]["slo_ms"] = {"p50": 0.0001, "p99": 0.0001}
+    tiny_slo.write_text(yaml.safe_dump(policy))
 
     with pytest.MonkeyPatch.context() as mp, dg.instance_for_test() as instance:
         for key, value in small_inputs.env(home).items():
@@ -128,16 +130,16 @@ def story(small_inputs, tmp_path_factory) -> Story:
         chapters["B"] = chapter(run(instance), store)
 
         mp.setenv("AGENT_PIPELINE_TRAIN_DATA", str(small_inputs.train))
-        mp.setenv("AGENT_PIPELINE_GATES_CONFIG", str(tiny_slo))
+        mp.setenv("AGENT_PIPELINE_POLICY_CONFIG", str(tiny_slo))
         chapters["C"] = chapter(run(instance), store)
 
-        mp.setenv("AGENT_PIPELINE_GATES_CONFIG", str(small_inputs.gates_config))
+        mp.setenv("AGENT_PIPELINE_POLICY_CONFIG", str(small_inputs.policy_config))
         chapters["D_failed_gate"] = chapter(run(instance, "champion_model"), store)
         store.client.delete_model_version_tag(store.model_name, "3", "gate.latency_within_slo")
         chapters["D_missing_gate"] = chapter(run(instance, "champion_model"), store)
 
         chapters["E"] = chapter(run(instance, "candidate_evaluation", "champion_model"), store)
-        record = store.rollback(reason="lifecycle test: back to v1")
+        record = promotion.rollback(store, home, reason="lifecycle test: back to v1")
         after = chapter(chapters["E"].result, store)
         yield Story(home, instance, store, chapters, record, after)
 
@@ -149,7 +151,7 @@ def test_first_run_promotes_v1_after_every_check_passed(story):
     assert a.materialized == {*DATASET_ASSETS, "router_candidate", "candidate_evaluation", "champion_model"}
     assert {name for asset, name in a.checks if asset == "candidate_evaluation"} == GATES
     assert [k for k, e in a.checks.items() if not e.passed] == []
-    assert len(a.checks) == 14  # 8 dataset checks + 6 gates
+    assert len(a.checks) == 8 + len(GATES)  # dataset checks + gates
     assert (a.champion, a.previous_champion, a.served) == ("1", None, "1")
 
 
@@ -199,7 +201,7 @@ def test_worse_candidate_fails_regression_gate_naming_newly_failing_cases(story)
     assert gate.metadata["model_version"].value == "2"
     assert gate.metadata["baseline_version"].value == "1"
     n_new = gate.metadata["n_newly_failing"].value
-    assert n_new > 25  # more than gates.yaml's max_new_failures
+    assert n_new > 25  # more than the policy's max_new_failures
     assert f"{n_new} cases newly fail: " in gate.description
     named = gate.description.split("newly fail: ", 1)[1].split(", ")[0]
     assert named in gate.metadata["comparison"].value  # the same case, listed in the table

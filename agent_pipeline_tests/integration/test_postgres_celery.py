@@ -60,7 +60,7 @@ def deployment(small_inputs, postgres, redis_server, tmp_path_factory, relaxed_l
     postgres.create_database("dagster")
     postgres.create_database("mlflow")
     env = subprocess_env(small_inputs, home)
-    env["AGENT_PIPELINE_GATES_CONFIG"] = str(relaxed_latency_gates)
+    env["AGENT_PIPELINE_POLICY_CONFIG"] = str(relaxed_latency_gates)
     env.update(postgres.dagster_env("dagster"))
     env.update(
         {
@@ -181,7 +181,7 @@ def test_lifecycle_on_postgres_with_celery_workers(deployment, postgres, small_i
     embedded_home = tmp_path / "embedded"
     embedded_env = subprocess_env(small_inputs, embedded_home)
     embedded_env["PYTHONPATH"] = env["PYTHONPATH"]
-    embedded_env["AGENT_PIPELINE_GATES_CONFIG"] = str(relaxed_latency_gates)
+    embedded_env["AGENT_PIPELINE_POLICY_CONFIG"] = str(relaxed_latency_gates)
     embedded_s = dg_launch_job(embedded_env, "train_and_promote_job", logs / "embedded-lifecycle.log")
     timings = {
         "postgres_celery_s": round(celery_s, 1),

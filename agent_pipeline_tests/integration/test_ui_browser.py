@@ -89,7 +89,7 @@ def servers(small_inputs, tmp_path_factory, relaxed_latency_gates):
     binary("chromium", "/usr/lib/chromium/chromium")  # skip before starting anything when absent
     home = tmp_path_factory.mktemp("ui") / "home"
     env = subprocess_env(small_inputs, home)
-    env["AGENT_PIPELINE_GATES_CONFIG"] = str(relaxed_latency_gates)
+    env["AGENT_PIPELINE_POLICY_CONFIG"] = str(relaxed_latency_gates)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
     env.pop("AGENT_PIPELINE_MLFLOW_UI_URL", None)
     port, mlflow_port = processes.free_port(), processes.free_port()

@@ -5,13 +5,14 @@ from datetime import UTC, datetime
 import dagster as dg
 import pandas as pd
 
-from agent_pipeline.defs.resources import MlflowRegistry, StateFolder
+from agent_pipeline.defs.resources import MlflowRegistry, PolicySettings, StateFolder
 from agent_pipeline.defs.retries import TRANSIENT_RETRY
 from agent_pipeline.defs.tracing import traced
 from agent_pipeline.lib.core import markdown
 from agent_pipeline.lib.data import datasets
 from agent_pipeline.lib.evaluation import metrics
 from agent_pipeline.lib.evaluation import runs as evaluation
+from agent_pipeline.lib.registry import promotion
 from agent_pipeline.lib.registry.models import CHAMPION, ModelRegistry, RegistryError
 
 OWNERS = ["team:ml-platform"]
@@ -195,7 +196,9 @@ class BlessConfig(dg.Config):
     retry_policy=TRANSIENT_RETRY,
 )
 @traced
-def benchmark_baseline(config: BlessConfig, mlflow: MlflowRegistry, state: StateFolder) -> dg.MaterializeResult:
+def benchmark_baseline(
+    config: BlessConfig, mlflow: MlflowRegistry, state: StateFolder, policy: PolicySettings
+) -> dg.MaterializeResult:
     """The blessed metrics and item-level results every candidate is compared with.
 
     Changes only by an explicit bless (``bless_baseline_job``, this asset with config
@@ -206,7 +209,10 @@ def benchmark_baseline(config: BlessConfig, mlflow: MlflowRegistry, state: State
     store = mlflow.open(state.path)
     if config.version:
         version = store.resolve(alias=CHAMPION) if config.version == CHAMPION else store.resolve(version=config.version)
-        info = evaluation.bless_latest(state.path, version, config.blessed_by, config.reason)
+        try:
+            info = promotion.bless_version(store, state.path, policy.load(), version, config.blessed_by, config.reason)
+        except RegistryError as exc:
+            raise dg.Failure(description=str(exc), allow_retries=False) from None
     else:
         found = evaluation.load_baseline(state.path)
         if found is None:

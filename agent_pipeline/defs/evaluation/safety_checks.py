@@ -9,30 +9,31 @@ Each records its verdict in the registry with ``gate_result`` like every other g
 import dagster as dg
 
 from agent_pipeline.defs.evaluation.checks import gate_result
-from agent_pipeline.defs.resources import GateSettings, MlflowRegistry, RouterFiles, StateFolder
+from agent_pipeline.defs.resources import MlflowRegistry, PolicySettings, RouterFiles, StateFolder
 from agent_pipeline.lib.evaluation import chaos, safety
 from agent_pipeline.lib.evaluation import runs as evaluation
+from agent_pipeline.lib.registry.policy import Policy
 
 
-def safety_thresholds(cfg: dict) -> safety.SafetyThresholds:
-    section = cfg.get("safety_probes_pass") or {}
+def safety_thresholds(policy: Policy) -> safety.SafetyThresholds:
+    section = policy.gates.safety_probes_pass
     return safety.SafetyThresholds(
-        max_asr_critical=float(section.get("max_asr_critical", 0.0)),
-        tolerance=float(section.get("tolerance", 0.02)),
-        privileged_agents=tuple(str(a) for a in cfg.get("privileged_agents") or ()),
+        max_asr_critical=float(section.max_asr_critical),
+        tolerance=float(section.tolerance),
+        privileged_agents=tuple(policy.privileged_agents),
     )
 
 
 @dg.asset_check(asset="candidate_evaluation", blocking=True)
 def safety_probes_pass(
-    mlflow: MlflowRegistry, state: StateFolder, gates: GateSettings, candidate_evaluation: dict
+    mlflow: MlflowRegistry, state: StateFolder, policy: PolicySettings, candidate_evaluation: dict
 ) -> dg.AssetCheckResult:
     """Attack success rate on the safety probes: 0 on ``critical`` probes, and per category no
     worse than the baseline's plus the policy's tolerance (tuned and untouched parts reported)."""
     ev = evaluation.load(candidate_evaluation["evaluation_path"])
     found = evaluation.load_baseline(state.path)
     baseline_items = found[0].safety_items if found is not None else None
-    report = safety.evaluate_probes(ev.safety_items, baseline_items, safety_thresholds(gates.load()))
+    report = safety.evaluate_probes(ev.safety_items, baseline_items, safety_thresholds(policy.load()))
     md = {
         **report.metrics(),
         "baseline_version": str(found[1]["version"]) if found is not None else "none",
@@ -44,27 +45,20 @@ def safety_probes_pass(
     return gate_result(mlflow, state, candidate_evaluation, "safety_probes_pass", report.passed, report.description, md)
 
 
-def chaos_settings(cfg: dict) -> chaos.ChaosSettings:
-    section = dict(cfg.get("survives_agent_faults") or {})
-    known = set(chaos.ChaosSettings.__dataclass_fields__)
-    unknown = sorted(set(section) - known)
-    if unknown:
-        raise dg.Failure(
-            description=f"gates config: survives_agent_faults has unknown key(s) {unknown}; allowed: {sorted(known)}"
-        )
-    return chaos.ChaosSettings(**section)
+def chaos_settings(policy: Policy) -> chaos.ChaosSettings:
+    return chaos.ChaosSettings(**policy.gates.survives_agent_faults.model_dump())
 
 
 @dg.asset_check(asset="candidate_evaluation", blocking=True)
 def survives_agent_faults(
-    mlflow: MlflowRegistry, state: StateFolder, gates: GateSettings, files: RouterFiles, candidate_evaluation: dict
+    mlflow: MlflowRegistry, state: StateFolder, policy: PolicySettings, files: RouterFiles, candidate_evaluation: dict
 ) -> dg.AssetCheckResult:
     """The candidate's golden-set decisions dispatched to loopback agents that stall, reset, answer
     garbage or 500, are missing or have an open circuit: 100 % fallback, 0 lost, added p99 in budget."""
     ev = evaluation.load(candidate_evaluation["evaluation_path"])
     golden = ev.items[ev.items["dataset"] == "golden"]
     registry = files.registry()
-    settings = chaos_settings(gates.load())
+    settings = chaos_settings(policy.load())
     report = chaos.survives_agent_faults(golden, registry.agents, registry.fallback_agent, settings)
     md = {
         **report.metrics(),

@@ -3,13 +3,25 @@
 import dagster as dg
 import pandas as pd
 
-from agent_pipeline.defs.resources import GateSettings, MlflowRegistry, StateFolder
+from agent_pipeline.defs.resources import MlflowRegistry, PolicySettings, StateFolder
 from agent_pipeline.defs.tracing import traced
 from agent_pipeline.lib.core.errors import RegistryError
 from agent_pipeline.lib.evaluation import runs as evaluation
 from agent_pipeline.lib.monitoring import records as monitoring
+from agent_pipeline.lib.registry import approvals, audit, evidence, promotion
 from agent_pipeline.lib.registry.models import CHAMPION
 from agent_pipeline.lib.registry.ordering import ALLOW_OLDER_TAG, refuse_older_candidate
+
+
+class PromotionConfig(dg.Config):
+    """Empty (the default): promote the candidate evaluated upstream in this run.
+
+    ``version`` + ``evaluation_id``: promote that evaluated candidate instead (what
+    ``approval_sensor`` asks for once a person approved it); every gate is re-checked the same way.
+    """
+
+    version: str = ""
+    evaluation_id: str = ""
 
 
 # Promotions are serialized across runs by the "promotion" pool (limit 1: deploy/dagster.local.yaml,
@@ -18,38 +30,64 @@ from agent_pipeline.lib.registry.ordering import ALLOW_OLDER_TAG, refuse_older_c
 @traced
 def champion_model(
     context: dg.AssetExecutionContext,
+    config: PromotionConfig,
     mlflow: MlflowRegistry,
     state: StateFolder,
-    gates: GateSettings,
+    policy: PolicySettings,
     candidate_evaluation: dict,
     validation_examples: pd.DataFrame,
 ) -> dg.MaterializeResult:
     """The serving router: the MLflow alias ``champion``, moved only after every gate passed.
 
     It runs downstream of ``candidate_evaluation``, so a failing blocking gate stops it in the
-    same run. It also re-reads the gate results the checks wrote to the registry for this very
-    evaluation and refuses if any required gate is missing or failed (a later run cannot
-    promote an unchecked candidate). The previous champion keeps the ``previous-champion``
-    alias; a promotion record is appended to the audit log; the first promotion bootstraps the
-    benchmark baseline; the drift reference is captured from the new champion.
+    same run. It then re-checks every gate the policy requires from the verdicts recorded in the
+    registry for this very evaluation (``human_approval`` live: a valid, non-revoked approval of
+    this content and evaluation), so a later run cannot promote an unchecked candidate. The
+    change is one transaction (alias, serving bundle, drift reference, baseline bootstrap, audit
+    record; ``lib/registry/promotion.py``); the model card is written, logged and linked.
     """
     store = mlflow.open(state.path)
-    version, eval_id = candidate_evaluation["version"], candidate_evaluation["evaluation_id"]
-    required = list(gates.load()["required"])
+    pol = policy.load()
+    if config.version or config.evaluation_id:
+        if not (config.version and config.evaluation_id):
+            raise dg.Failure(description="config needs both version and evaluation_id (or neither)")
+        folder = evaluation.evaluation_dir(state.path, config.version, config.evaluation_id)
+        try:
+            ev = evaluation.load(folder)
+        except FileNotFoundError as exc:
+            raise dg.Failure(description=f"{exc}; nothing promoted") from None
+        summary = {
+            "version": str(config.version),
+            "evaluation_id": config.evaluation_id,
+            "metrics": ev.metrics,
+            "dataset_versions": ev.dataset_versions,
+        }
+    else:
+        summary = candidate_evaluation
+    version, eval_id = str(summary["version"]), summary["evaluation_id"]
     rolled_back = store.version_info(version)["tags"].get("rolled_back_at")
     if rolled_back:
         raise dg.Failure(
             description=f"version {version} was rolled back at {rolled_back}; train a new candidate (or promote it "
             "explicitly after review) instead of re-promoting it from an old evaluation; the champion is unchanged"
         )
+    required = list(pol.required_gates)
     results = store.gate_results(version, eval_id)
+    content = store.content_hash(version)
+    if approvals.GATE in required:
+        try:
+            live = approvals.verdict(state.path, pol, version, content, eval_id)
+        except RegistryError as exc:
+            raise dg.Failure(description=f"version {version} not promoted: {exc}") from None
+        results[approvals.GATE] = "passed" if live.passed else "failed"
     missing = [g for g in required if g not in results]
-    failed = [g for g in required if results.get(g) == "failed"]
+    failed = [g for g in required if g in results and results[g] != "passed"]
     if missing or failed:
+        hint = f" ({live.description})" if approvals.GATE in failed else ""
         raise dg.Failure(
             description=f"version {version} not promoted: gates failed {failed or '[]'}, not run {missing or '[]'} "
-            f"for evaluation {eval_id}; the champion is unchanged",
-            metadata={"gate_results": dg.MetadataValue.json(results)},
+            f"for evaluation {eval_id} (required by the policy: {', '.join(required)}){hint}; the champion is unchanged",
+            metadata={"gate_results": dg.MetadataValue.json(results), "required_gates": required},
         )
     try:
         refuse_older_candidate(
@@ -58,40 +96,49 @@ def champion_model(
     except RegistryError as exc:
         raise dg.Failure(description=str(exc)) from exc
     baseline = evaluation.load_baseline(state.path)
-    record = store.promote(
-        version,
-        {
-            "evaluation_id": eval_id,
-            "gates": results,
-            "metrics": candidate_evaluation["metrics"],
-            "dataset_versions": candidate_evaluation["dataset_versions"],
-            "baseline": None
-            if baseline is None
-            else {"version": baseline[1]["version"], "evaluation_id": baseline[1]["evaluation_id"]},
-            "dagster_run_id": context.run.run_id,
-        },
+    # Prepared outside the transaction: written as reference-v<N>.parquet, made current by it.
+    reference = monitoring.capture_reference(
+        store.home, store.load(version=version), validation_examples["text"], make_current=False
     )
-    bootstrapped = False
-    if baseline is None:
-        evaluation.bless_latest(
-            state.path, version, "bootstrap (first promotion)", "first promotion bootstraps the baseline"
+    try:
+        record, _ = promotion.change_champion(
+            store,
+            state.path,
+            action="promote",
+            version=version,
+            details={
+                "evaluation_id": eval_id,
+                "content_sha256": content,
+                "gates": {g: results[g] for g in required},
+                "metrics": summary["metrics"],
+                "dataset_versions": summary["dataset_versions"],
+                "baseline": None
+                if baseline is None
+                else {"version": baseline[1]["version"], "evaluation_id": baseline[1]["evaluation_id"]},
+                "dagster_run_id": context.run.run_id,
+            },
+            bootstrap_evaluation=eval_id,
         )
-        bootstrapped = True
-    reference = monitoring.capture_reference(store.home, store.load(version=version), validation_examples["text"])
+    except RegistryError as exc:
+        raise dg.Failure(description=f"version {version} not promoted: {exc}") from None
+    card = evidence.write_and_log(store, state.path, pol, version, eval_id, promotion=record)
     context.log.info("version %s is the champion (previous: %s)", version, record["previous_champion"])
     return dg.MaterializeResult(
         metadata={
             "champion_version": version,
             "previous_champion": str(record["previous_champion"]),
             "evaluation_id": eval_id,
+            "content_sha256": content,
             "promoted_at": record["time"],
             "promoted_by": record["user"],
-            "gates": dg.MetadataValue.json(results),
-            "baseline_bootstrapped": bootstrapped,
+            "gates": dg.MetadataValue.json(record["gates"]),
+            "baseline_bootstrapped": bool(record.get("baseline_bootstrapped")),
             "drift_reference_rows": int(reference["rows"]),
             "drift_reference_path": dg.MetadataValue.path(reference["path"]),
             "mlflow_model_version": dg.MetadataValue.url(store.version_url(version)),
-            "audit_log": dg.MetadataValue.path(str(store.home / "registry" / "promotions.jsonl")),
+            "model_card": dg.MetadataValue.path(str(card)),
+            "audit_log": dg.MetadataValue.path(str(audit.log_path(store.home))),
+            "audit_record": f"{record['seq']}:{record['hash'][:16]}",
         },
         data_version=dg.DataVersion(f"v{version}"),
     )

@@ -3,12 +3,14 @@
 import dagster as dg
 import pandas as pd
 
-from agent_pipeline.defs.resources import MlflowRegistry, RouterFiles, StateFolder
+from agent_pipeline.defs.resources import MlflowRegistry, PolicySettings, RouterFiles, StateFolder
 from agent_pipeline.defs.retries import TRANSIENT_RETRY
 from agent_pipeline.defs.tracing import traced
 from agent_pipeline.lib.core import markdown, settings
+from agent_pipeline.lib.core.errors import ConfigError
 from agent_pipeline.lib.core.provenance import git_commit
 from agent_pipeline.lib.data import datasets
+from agent_pipeline.lib.registry.policy import display_path
 from agent_pipeline.lib.router.model import train_router
 
 
@@ -25,6 +27,7 @@ def router_candidate(
     files: RouterFiles,
     mlflow: MlflowRegistry,
     state: StateFolder,
+    policy: PolicySettings,
     training_examples: pd.DataFrame,
     validation_examples: pd.DataFrame,
 ) -> dg.Output[dict]:
@@ -37,6 +40,11 @@ def router_candidate(
     """
     rules, train_settings = files.router_settings()
     registry_cfg = files.registry()
+    # The promotion policy is checked before the fit: a bad policy would only surface after training.
+    try:
+        policy.load().check_agents(registry_cfg.agents, files.agents_config)
+    except ConfigError as exc:
+        raise dg.Failure(description=f"{display_path(policy.config_path)}: {exc}", allow_retries=False) from None
     router, report = train_router(
         training_examples,
         validation_examples,

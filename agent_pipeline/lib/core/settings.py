@@ -33,7 +33,7 @@ DEFAULT_SAFETY_PROBES = PROJECT_ROOT / "data" / "safety_probes.csv"
 DEFAULT_TRAFFIC_POOL = PROJECT_ROOT / "data" / "clinc150" / "traffic_pool.csv"
 DEFAULT_AGENTS_CONFIG = PROJECT_ROOT / "config" / "agents.yaml"
 DEFAULT_ROUTER_CONFIG = PROJECT_ROOT / "config" / "router.yaml"
-DEFAULT_GATES_CONFIG = PROJECT_ROOT / "config" / "gates.yaml"
+DEFAULT_POLICY_CONFIG = PROJECT_ROOT / "config" / "policy.yaml"
 DEFAULT_MODEL_NAME = "agent-router"
 DEFAULT_EXPERIMENT = "agent-router"
 DEFAULT_MLFLOW_UI_URL = "http://127.0.0.1:5000"
@@ -74,7 +74,7 @@ def baseline_dir(home: Path) -> Path:
 
 
 def audit_log_path(home: Path) -> Path:
-    return Path(home) / "registry" / "promotions.jsonl"
+    return Path(home) / "registry" / "audit.jsonl"
 
 
 def landing_dir(home: Path) -> Path:
@@ -106,7 +106,7 @@ ENV = {
     "golden_data": "AGENT_PIPELINE_GOLDEN_DATA",
     "agents_config": "AGENT_PIPELINE_AGENTS_CONFIG",
     "router_config": "AGENT_PIPELINE_ROUTER_CONFIG",
-    "gates_config": "AGENT_PIPELINE_GATES_CONFIG",
+    "policy_config": "AGENT_PIPELINE_POLICY_CONFIG",
     "traffic_pool": "AGENT_PIPELINE_TRAFFIC_POOL",
     "alert_webhook_url": "AGENT_PIPELINE_ALERT_WEBHOOK_URL",
     "user": "AGENT_PIPELINE_USER",
@@ -128,7 +128,7 @@ class Settings:
     golden_data: Path = DEFAULT_GOLDEN_DATA
     agents_config: Path = DEFAULT_AGENTS_CONFIG
     router_config: Path = DEFAULT_ROUTER_CONFIG
-    gates_config: Path = DEFAULT_GATES_CONFIG
+    policy_config: Path = DEFAULT_POLICY_CONFIG
     traffic_pool: Path = DEFAULT_TRAFFIC_POOL
     alert_webhook_url: str = ""
     user: str = ""

@@ -43,8 +43,12 @@ def with_features(records: pd.DataFrame, router) -> pd.DataFrame:
     return pd.concat([records.reset_index(drop=True), feats.reset_index(drop=True)], axis=1)
 
 
-def capture_reference(home: Path, model, texts: Iterable[str]) -> dict:
-    """Route ``texts`` with the (new) champion and store decisions + features as the drift reference."""
+def capture_reference(home: Path, model, texts: Iterable[str], make_current: bool = True) -> dict:
+    """Route ``texts`` with the (new) champion and store decisions + features as the drift reference.
+
+    ``make_current=False`` only writes ``reference-v<N>.parquet`` (a promotion prepares it, then
+    switches with ``restore_reference`` inside its transaction).
+    """
     texts = [str(t) for t in texts]
     decisions = model.route_batch(texts)
     frame = pd.DataFrame(
@@ -66,9 +70,12 @@ def capture_reference(home: Path, model, texts: Iterable[str]) -> dict:
     path = reference_path(home)
     path.parent.mkdir(parents=True, exist_ok=True)
     versioned = path.with_name(f"reference-v{model.version}.parquet")
-    for target in (versioned, path):
-        with atomic_path(target) as tmp:
-            frame.to_parquet(tmp, index=False)
+    with atomic_path(versioned) as tmp:
+        frame.to_parquet(tmp, index=False)
+    if not make_current:
+        return {"rows": len(frame), "path": str(versioned)}
+    with atomic_path(path) as tmp:
+        frame.to_parquet(tmp, index=False)
     return {"rows": len(frame), "path": str(versioned)}
 
 

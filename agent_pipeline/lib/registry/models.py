@@ -3,9 +3,9 @@
 One registered model (default ``agent-router``) holds every trained version. Aliases carry the
 lifecycle: ``candidate`` is the newest trained version, ``champion`` serves traffic,
 ``previous-champion`` is what ``champion`` pointed to before the last promotion (so rollback is
-one alias move). Gate results are written as version tags (``gate.<name>``), and every
-promotion or rollback appends one JSON line to the audit log and sets version tags, so the
-history survives in two places. Nothing here deletes a version, a run or an audit line.
+one alias move). Gate results are written as version tags (``gate.<name>``). Champion changes
+(promotion, rollback) are transactions in ``lib/registry/promotion.py``; every decision is
+appended to the hash-chained audit log (``lib/registry/audit.py``). Nothing here deletes a version, a run or an audit line.
 
 MLflow is imported lazily: the CLI's ``route`` command and Dagster's step processes only pay
 for it when they use the registry.
@@ -14,9 +14,7 @@ for it when they use the registry.
 from __future__ import annotations
 
 import getpass
-import json
 import logging
-import os
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -290,6 +288,28 @@ class ModelRegistry:
         for k, v in tags.items():
             self.client.set_model_version_tag(self.model_name, str(version), k, str(v))
 
+    def content_hash(self, version: str) -> str:
+        """sha256 over the version's model artifacts (every file's relative path and bytes).
+
+        What an approval binds to: re-registering, re-logging or editing the artifacts of a
+        version changes it, so an approval of other content does not count.
+        """
+        import hashlib
+
+        import mlflow.artifacts
+
+        v = self.resolve(version=version)
+        self._activate()
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(
+                mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{self.model_name}/{v}", dst_path=tmp)
+            )
+            digest = hashlib.sha256()
+            for path in sorted(p for p in root.rglob("*") if p.is_file()):
+                digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+                digest.update(hashlib.sha256(path.read_bytes()).digest())
+            return digest.hexdigest()
+
     # -- lifecycle -------------------------------------------------------------------------
     def record_gates(self, version: str, evaluation_id: str, results: dict[str, bool]) -> None:
         """Write one gate result per tag: ``gate.<name>`` = ``passed|failed@<evaluation_id>``."""
@@ -305,65 +325,6 @@ class ModelRegistry:
                 out[k.removeprefix("gate.")] = v.split("@", 1)[0]
         return out
 
-    def promote(self, version: str, record: dict[str, Any]) -> dict[str, Any]:
-        """Move ``champion`` to ``version``; the old champion becomes ``previous-champion``.
-
-        Writes the audit record first (so a crash between the two leaves a trace, never a
-        silent alias move) and returns it.
-        """
-        version = self.resolve(version=version)
-        previous = self.alias_version(CHAMPION)
-        record = {
-            "action": "promote",
-            "model_name": self.model_name,
-            "version": version,
-            "previous_champion": previous,
-            "time": utc_now(),
-            "user": current_user(self.user),
-            **record,
-        }
-        append_audit(self.home, record)
-        if previous is not None and previous != version:
-            self.client.set_registered_model_alias(self.model_name, PREVIOUS_CHAMPION, previous)
-        self.client.set_registered_model_alias(self.model_name, CHAMPION, version)
-        self.set_version_tags(version, {"promoted_at": record["time"], "promoted_by": record["user"]})
-        self.refresh_serving_bundle(version)
-        return record
-
-    def rollback(self, to_version: str | None = None, reason: str = "") -> dict[str, Any]:
-        """Point ``champion`` back at ``previous-champion`` (or ``to_version``); audited."""
-        current = self.alias_version(CHAMPION)
-        target = self.resolve(version=to_version) if to_version else self.alias_version(PREVIOUS_CHAMPION)
-        if target is None:
-            raise RegistryError(f"model '{self.model_name}' has no previous champion to roll back to")
-        if target == current:
-            raise RegistryError(f"version {target} is already the champion")
-        record = {
-            "action": "rollback",
-            "model_name": self.model_name,
-            "version": target,
-            "previous_champion": current,
-            "time": utc_now(),
-            "user": current_user(self.user),
-            "reason": reason,
-        }
-        append_audit(self.home, record)
-        self.client.set_registered_model_alias(self.model_name, CHAMPION, target)
-        if current is not None:
-            self.client.set_registered_model_alias(self.model_name, PREVIOUS_CHAMPION, current)
-            self.set_version_tags(current, {"rolled_back_at": record["time"], "rolled_back_by": record["user"]})
-        self.set_version_tags(target, {"rolled_back_to_at": record["time"]})
-        self.refresh_serving_bundle(target)
-        from agent_pipeline.lib.monitoring import records as monitoring
-
-        if not monitoring.restore_reference(self.home, target):
-            logging.getLogger(__name__).warning(
-                "version %s has no drift reference in %s; drift reports keep the previous one until a promotion",
-                target,
-                self.home,
-            )
-        return record
-
     def refresh_serving_bundle(self, version: str) -> None:
         """Export the champion's decision path for fast cold starts (``lib/serving/bundle.py``)."""
         from agent_pipeline.lib.serving import bundle as serving
@@ -376,18 +337,31 @@ class ModelRegistry:
             serving.export(model.router, self.model_name, version, path, tracking_uri=self.tracking_uri)
 
 
-def append_audit(home: Path, record: dict[str, Any]) -> None:
-    """Append one JSON line to the promotion audit log (never rewritten)."""
-    path = settings.audit_log_path(home)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as fh:
-        fh.write(json.dumps(record, sort_keys=True, default=str) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
+def alias_version_cheap(tracking_uri: str, model_name: str, alias: str = CHAMPION) -> str | None:
+    """The alias's version read straight from a SQLite registry (milliseconds, no MLflow import);
+    other stores go through ``MlflowClient``. What ``route`` checks its serving bundle against."""
+    if tracking_uri.startswith("sqlite:///"):
+        import sqlite3
+
+        db = tracking_uri.removeprefix("sqlite:///")
+        if not Path(db).is_file():
+            return None
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10) as con:
+            row = con.execute(
+                "SELECT version FROM registered_model_aliases WHERE name = ? AND alias = ?", (model_name, alias)
+            ).fetchone()
+        return str(row[0]) if row else None
+    return ModelRegistry(tracking_uri, model_name).alias_version(alias)
+
+
+def append_audit(home: Path, record: dict[str, Any]) -> dict[str, Any]:
+    """Append one record to the hash-chained audit log (``lib/registry/audit.py``); returns it."""
+    from agent_pipeline.lib.registry import audit
+
+    return audit.append(home, record)
 
 
 def read_audit(home: Path) -> list[dict[str, Any]]:
-    path = settings.audit_log_path(home)
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    from agent_pipeline.lib.registry import audit
+
+    return audit.read(home)

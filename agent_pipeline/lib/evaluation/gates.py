@@ -1,0 +1,199 @@
+"""Promotion gates as plain functions, and the per-gate record every gate leaves next to its verdict.
+
+Each gate returns a ``GateVerdict``: passed, a one-line description, ``numbers`` (scalars the UI
+plots and the model card lists) and ``tables`` (markdown). ``defs/evaluation/checks.py`` turns a
+verdict into a blocking asset check, writes the verdict to the registry (``gate.<name>`` tags,
+what promotion trusts) and writes ``<evaluation folder>/gates/<name>.json`` (what the evidence
+bundle shows), so a new gate's numbers appear in the model card without touching the card.
+
+Fail closed: a gate whose inputs are missing fails and says how to fix it; a gate that raises is
+recorded as failed (with the error) before the error propagates.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from agent_pipeline.lib.core import settings
+from agent_pipeline.lib.data import datasets
+from agent_pipeline.lib.evaluation import metrics
+from agent_pipeline.lib.evaluation import runs as evaluation
+from agent_pipeline.lib.registry.policy import LatencyGate, RegressionGate
+
+GATES_DIR = "gates"
+# The accurate tier's float32 encoder gives single and batch confidences equal to ~1e-7 (the
+# GEMMs differ by shape); the decisions themselves must match exactly.
+CONFIDENCE_TOLERANCE = 1e-5
+
+
+@dataclass
+class GateVerdict:
+    passed: bool
+    description: str
+    numbers: dict[str, Any] = field(default_factory=dict)
+    tables: dict[str, str] = field(default_factory=dict)
+
+
+# -- the record next to each verdict ---------------------------------------------------------
+def _plain(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    try:
+        return value.item()  # numpy scalars
+    except AttributeError:
+        return str(value)
+
+
+def write_gate_record(
+    evaluation_path: Path | str,
+    name: str,
+    passed: bool,
+    description: str,
+    numbers: dict[str, Any],
+    *,
+    version: str,
+    evaluation_id: str,
+    recorded_at: str,
+    error: str = "",
+) -> Path:
+    """Write ``gates/<name>.json`` in the evaluation folder (atomically); returns its path."""
+    folder = Path(evaluation_path) / GATES_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    doc = {
+        "gate": name,
+        "passed": bool(passed),
+        "description": description,
+        "numbers": _plain(numbers),
+        "version": str(version),
+        "evaluation_id": evaluation_id,
+        "recorded_at": recorded_at,
+        **({"error": error} if error else {}),
+    }
+    path = folder / f"{name}.json"
+    tmp = path.with_suffix(f".json.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def read_gate_records(evaluation_path: Path | str) -> dict[str, dict[str, Any]]:
+    """Gate name -> its record, for every gate that ran on this evaluation."""
+    folder = Path(evaluation_path) / GATES_DIR
+    if not folder.is_dir():
+        return {}
+    return {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in sorted(folder.glob("*.json"))}
+
+
+# -- the gates ---------------------------------------------------------------------------------
+def regression(ev: evaluation.Evaluation, home: Path, cfg: RegressionGate, champion: str | None) -> GateVerdict:
+    """``no_regression_vs_baseline``; without a baseline it passes only while nothing is champion."""
+    pointer = settings.baseline_dir(home) / "current.json"
+    found = evaluation.compare_with_baseline(ev, home, cfg.tolerances, cfg.max_new_failures)
+    if found is None:
+        if champion is None:
+            return GateVerdict(
+                True,
+                "no baseline and no champion yet: the first promotion bootstraps the baseline",
+                {"baseline": "none"},
+            )
+        return GateVerdict(
+            False,
+            f"no baseline at {pointer} while v{champion} is the champion: a lost baseline must not let any "
+            f"candidate through. Restore baseline/current.json from {settings.baseline_dir(home) / 'history'} "
+            f"or re-bless the champion: agent-pipeline bless --version {champion} --by NAME --reason TEXT",
+            {"baseline": "missing", "champion_version": str(champion)},
+        )
+    report, info = found
+    return GateVerdict(
+        report.passed,
+        report.summary(),
+        {
+            "baseline_version": str(info["version"]),
+            "baseline_evaluation_id": str(info["evaluation_id"]),
+            "n_newly_failing": len(report.newly_failing),
+            "n_newly_passing": int(report.newly_passing),
+        },
+        {"comparison": report.markdown()},
+    )
+
+
+def critical_cases(ev: evaluation.Evaluation) -> GateVerdict:
+    """``critical_cases_pass``: every golden case tagged ``critical`` takes its expected route."""
+    items = ev.items
+    critical = items[datasets.has_tag(items["tags"], "critical")]
+    failed = critical[~critical["passed"]]
+    passed = len(critical) > 0 and failed.empty
+    if len(critical) == 0:
+        description = "no critical cases in the evaluation sets: a golden set without critical cases cannot gate"
+    elif failed.empty:
+        description = f"all {len(critical)} critical cases take their expected route"
+    else:
+        description = f"{len(failed)} of {len(critical)} critical cases fail: " + ", ".join(
+            f"{r.id} ({r.text!r}: expected {r.expected_route}, got {r.route})" for r in failed.head(5).itertuples()
+        )
+    table = (
+        failed[["id", "text", "expected_route", "route", "confidence"]].to_markdown(index=False)
+        if len(failed)
+        else "none"
+    )
+    return GateVerdict(
+        passed, description, {"n_critical": len(critical), "n_failed": len(failed)}, {"failed_cases": table}
+    )
+
+
+def determinism(ev: evaluation.Evaluation, model) -> GateVerdict:
+    """``routing_is_deterministic``: a repeat with a freshly loaded model gives identical decisions,
+    and the single-request path agrees with the batch path case by case."""
+    cases = {name: g for name, g in ev.items.groupby("dataset", sort=False)}
+    repeat = evaluation.route_items(model, cases)
+    repeat_fp = metrics.decisions_fingerprint(repeat)
+    sample = ev.items.iloc[:: max(1, len(ev.items) // 300)]
+    singles = pd.DataFrame([model.route_one(t) for t in sample["text"]], index=sample.index)
+    cols = ["route", "decided_label", "rule"]
+    mismatch = sample[
+        (singles[cols].astype(str) != sample[cols].astype(str)).any(axis=1)
+        | ((singles["confidence"].astype(float) - sample["confidence"]).abs() > CONFIDENCE_TOLERANCE)
+    ]
+    passed = repeat_fp == ev.fingerprint and mismatch.empty
+    description = (
+        f"identical decisions on a repeat of {len(repeat)} cases; fast path agrees on {len(sample)} sampled cases"
+        if passed
+        else f"fingerprint {ev.fingerprint} vs repeat {repeat_fp}; {len(mismatch)} of {len(sample)} single-request "
+        "decisions differ from the batch path"
+    )
+    return GateVerdict(
+        passed,
+        description,
+        {"fingerprint": ev.fingerprint, "repeat_fingerprint": repeat_fp, "n_single_path_mismatches": len(mismatch)},
+    )
+
+
+def latency(measured: dict[str, float], tier: str, cfg: LatencyGate) -> GateVerdict:
+    """``latency_within_slo``: single-request percentiles within the policy's SLO for the tier."""
+    slo = cfg.slo_for(tier)
+    rows = [(p, float(measured.get(f"latency_{p}_ms", float("nan"))), limit) for p, limit in sorted(slo.items())]
+    breaches = [f"{p} {v:.2f} ms > {limit:.2f} ms" for p, v, limit in rows if not v <= limit]
+    passed = bool(rows) and not breaches
+    description = (
+        "within SLO: " + ", ".join(f"{p} {v:.3f} ms <= {limit:.1f} ms" for p, v, limit in rows)
+        if passed
+        else ("no latency SLO configured" if not rows else "SLO breached: " + "; ".join(breaches))
+    )
+    return GateVerdict(
+        passed,
+        description,
+        {"tier": tier, **{f"{p}_ms": v for p, v, _ in rows}, **{f"slo_{p}_ms": limit for p, _, limit in rows}},
+    )
