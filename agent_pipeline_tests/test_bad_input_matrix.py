@@ -408,7 +408,7 @@ def test_cli_refuses_a_bad_agents_config_in_one_line(tmp_path, empty_home, capsy
 def test_training_run_stops_at_a_bad_router_config_with_its_line(tmp_path, small_inputs):
     """The train job fails at router_candidate's first line: nothing trained, registered or promoted."""
     from agent_pipeline.defs.datasets.assets import training_examples, validation_examples
-    from agent_pipeline.defs.resources import MlflowRegistry, RouterFiles, StateFolder
+    from agent_pipeline.defs.resources import MlflowRegistry, PolicySettings, RouterFiles, StateFolder
     from agent_pipeline.defs.training.assets import router_candidate
 
     _, router = _write_config(tmp_path, "router", _router(_set("classifier.C", "ten")))
@@ -422,7 +422,12 @@ def test_training_run_stops_at_a_bad_router_config_with_its_line(tmp_path, small
     home = tmp_path / "home"
     result = dg.materialize(
         [training_examples, validation_examples, router_candidate],
-        resources={"files": files, "state": StateFolder(home=str(home)), "mlflow": MlflowRegistry()},
+        resources={
+            "files": files,
+            "state": StateFolder(home=str(home)),
+            "mlflow": MlflowRegistry(),
+            "policy": PolicySettings(),
+        },
         instance=dg.DagsterInstance.ephemeral(),
         raise_on_error=False,
     )
