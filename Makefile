@@ -14,13 +14,14 @@ HOST ?= 127.0.0.1
 PORT ?= 3000
 MLFLOW_PORT ?= 5000
 
-.PHONY: setup run test test-integration demo bench lock clean-state help
+.PHONY: setup run test test-integration test-drills demo bench lock clean-state help
 
 help:
 	@echo "make setup   build .venv from requirements.lock (idempotent)"
 	@echo "make run     Dagster UI + daemon on http://$(HOST):$(PORT), MLflow UI on http://$(HOST):$(MLFLOW_PORT)"
 	@echo "make test    the test suite (what CI runs first)"
 	@echo "make test-integration  tests against real Postgres, Redis, Celery workers and Chromium"
+	@echo "make test-drills       the long fault drills (concurrent runs, kills, daemon demo)"
 	@echo "make demo    the lifecycle, headless, in a fresh state folder"
 	@echo "make bench   the benchmarks (bench/)"
 
@@ -46,7 +47,12 @@ test: setup
 
 # One test at a time: each starts its own servers (bash scripts/ci_services.sh installs them).
 test-integration: setup
-	$(BIN)/python -m pytest -m integration -v
+	$(BIN)/python -m pytest -m "integration and not drill" -v
+
+# The long fault drills (concurrent runs, SIGKILL at every step boundary, the daemon demo):
+# 10-40 minutes on 2 cores; run before a release, not on every CI run.
+test-drills: setup
+	$(BIN)/python -m pytest -m drill -v
 
 demo: setup
 	$(BIN)/python scripts/demo.py

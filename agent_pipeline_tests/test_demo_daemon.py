@@ -54,6 +54,7 @@ def run_metadata(instance: dg.DagsterInstance, run_id: str, asset: str) -> dict:
 
 
 @pytest.mark.integration
+@pytest.mark.drill
 def test_new_topic_drift_retrains_once_and_promotes_v2_on_the_daemon(small_inputs, pipeline_env):
     home = pipeline_env
     env = {

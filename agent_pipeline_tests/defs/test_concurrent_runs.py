@@ -30,7 +30,7 @@ from agent_pipeline.lib.registry.models import CHAMPION, ModelRegistry, read_aud
 from agent_pipeline.lib.registry.ordering import ALLOW_OLDER_TAG
 from agent_pipeline_tests.conftest import subprocess_env
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.drill]
 
 RUNNER = """
 import json, sys

@@ -40,7 +40,7 @@ from agent_pipeline.lib.registry.models import CHAMPION, ModelRegistry, read_aud
 from agent_pipeline.lib.serving import bundle as serving
 from agent_pipeline_tests.conftest import subprocess_env
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.drill]
 
 BIN = Path(sys.executable).parent
 PID_RE = re.compile(r"Executing steps in process \(pid: (\d+)\)")
