@@ -26,6 +26,7 @@ from agent_pipeline_tests.test_cli import CLI
 AGENTS = {
     "fallback_agent": "general",
     "agents": {
+        "general": {"description": "The general LLM agent: the fallback.", "labels": []},
         "cards": {"description": "Lost, stolen and declined cards.", "labels": ["card_lost", "card_declined"]},
         "disputes": {
             "description": "Chargebacks and disputed transactions.",
@@ -82,6 +83,7 @@ def team_files(tmp_path):
     policy = yaml.safe_load(settings.DEFAULT_POLICY_CONFIG.read_text())
     # a busy CI box is not the team's SLO
     policy["gates"]["latency_within_slo"] = {"slo_ms": {"p50": 1000.0, "p99": 5000.0}}
+    policy["privileged_agents"] = ["disputes"]  # privileged agents must exist in the team's agent map
     files["policy"].write_text(yaml.safe_dump(policy))
     return files
 

@@ -34,6 +34,7 @@ import yaml
 from agent_pipeline.lib.core import settings
 from agent_pipeline.lib.evaluation import metrics
 from agent_pipeline.lib.registry.models import ModelRegistry
+from agent_pipeline.lib.registry.promotion import change_champion
 from agent_pipeline.lib.serving import bundle as serving
 from bench.report import Figure
 
@@ -103,7 +104,7 @@ def serve_section(quick: bool, ctx: dict, trained_router) -> list[Figure]:
         import mlflow
 
         mlflow.register_model(logged["model_uri"], store.model_name)  # v2: the same model, a new version
-        store.promote("1", {"reason": "bench serve"})
+        change_champion(store, store.home, action="promote", version="1", details={"reason": "bench serve"})
         texts_file = tmp / "texts.txt"
         texts_file.write_text("\n".join(t.replace("\n", " ") for t in texts) + "\n", encoding="utf-8")
 
@@ -162,7 +163,9 @@ def serve_section(quick: bool, ctx: dict, trained_router) -> list[Figure]:
             loader.start()
             time.sleep(seconds)
             t_promote = time.perf_counter()
-            store.promote("2", {"reason": "bench serve: switch under load"})
+            change_champion(
+                store, store.home, action="promote", version="2", details={"reason": "bench serve: switch under load"}
+            )
             promote_s = time.perf_counter() - t_promote
             switched_at = None
             while switched_at is None and time.perf_counter() - t_promote < 60:

@@ -139,12 +139,17 @@ class Guard:
         return None
 
     def to_spec(self) -> dict:
-        """Plain data for the serving bundle (``Guard.from_spec`` rebuilds it)."""
-        return {"categories": {c: list(p) for c, p in self.patterns.items()}}
+        """Plain data for the serving bundle (``Guard.from_spec`` rebuilds it). Categories are a
+        list of pairs, not a mapping: the first matching category decides, and a JSON writer that
+        sorts keys must not change that order."""
+        return {"categories": [[c, list(p)] for c, p in self.patterns.items()]}
 
     @classmethod
     def from_spec(cls, spec: Mapping) -> Guard:
-        return cls.create(spec["categories"], source="serving bundle")
+        categories = spec["categories"]
+        if isinstance(categories, list):
+            categories = {str(c): list(p) for c, p in categories}
+        return cls.create(categories, source="serving bundle")
 
     def __getstate__(self) -> dict:
         return {"patterns": {c: list(p) for c, p in self.patterns.items()}}

@@ -13,6 +13,7 @@ import pytest
 
 from agent_pipeline.lib.core import settings
 from agent_pipeline.lib.registry.models import ModelRegistry
+from agent_pipeline.lib.registry.promotion import change_champion
 from agent_pipeline.lib.router.agents import load_agent_registry, load_yaml
 from agent_pipeline.lib.router.model import TrainSettings, rules_from_config, train_router
 
@@ -40,5 +41,5 @@ def served_home(tmp_path_factory) -> Path:
     router = small_router()
     for _ in range(2):
         store.log_router(router, params={}, metrics={}, tags={})
-    store.promote("1", {"reason": "test fixture"})
+    change_champion(store, store.home, action="promote", version="1", details={"reason": "test fixture"})
     return home

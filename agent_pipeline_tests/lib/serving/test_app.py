@@ -24,6 +24,7 @@ from agent_pipeline.lib.core import settings, telemetry
 from agent_pipeline.lib.monitoring import ingest
 from agent_pipeline.lib.monitoring.records import RECORD_COLUMNS
 from agent_pipeline.lib.registry.models import ModelRegistry
+from agent_pipeline.lib.registry.promotion import change_champion, rollback
 from agent_pipeline.lib.router.agents import load_agent_registry
 from agent_pipeline.lib.serving import bundle as serving_bundle
 from agent_pipeline.lib.serving.app import ServeSettings, create_app
@@ -136,14 +137,15 @@ def test_metrics_count_routes_fallback_reasons_latency_and_model(client):
 
 def test_the_champion_switch_is_followed_and_measured(client, home):
     assert client.post("/route", json={"text": TEXTS[2]}).json()["model_version"] == "1"
-    ModelRegistry(sqlite_uri(home), "agent-router", home=home).promote("2", {"reason": "test"})
+    _store = ModelRegistry(sqlite_uri(home), "agent-router", home=home)
+    change_champion(_store, _store.home, action="promote", version="2", details={"reason": "test"})
     assert client.app.state.watcher.refresh()
     assert client.post("/route", json={"text": TEXTS[2]}).json()["model_version"] == "2"
     text = client.get("/metrics").text
     assert 'agent_router_model_info{model_name="agent-router",source="bundle",version="2"} 1.0' in text
     assert 'version="1"} 1.0' not in text.split("agent_router_model_info")[-1]
     assert "agent_router_champion_switches_total 1.0" in text
-    ModelRegistry(sqlite_uri(home), "agent-router", home=home).rollback(reason="test")
+    rollback(_store, _store.home, reason="test")
     assert client.app.state.watcher.refresh()
     assert client.get("/healthz").json()["model_version"] == "1"
 

@@ -25,6 +25,7 @@ import pytest
 
 from agent_pipeline.lib.core import settings
 from agent_pipeline.lib.registry.models import ModelRegistry
+from agent_pipeline.lib.registry.promotion import change_champion
 
 BIN = Path(sys.executable).parent
 
@@ -101,7 +102,8 @@ def test_real_server_switches_under_load_sheds_overload_and_flushes_on_sigterm(s
     for t in threads:
         t.start()
     time.sleep(1.0)
-    ModelRegistry(server["uri"], "agent-router", home=home).promote("2", {"reason": "switch under load"})
+    _store = ModelRegistry(server["uri"], "agent-router", home=home)
+    change_champion(_store, _store.home, action="promote", version="2", details={"reason": "switch under load"})
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and not all(s and s[-1][1] == "2" for s in seen):
         time.sleep(0.2)
