@@ -227,6 +227,11 @@ def set_log_defaults(*, run_id: str | None = None, model_version: str | None = N
         _defaults["model_version"] = str(model_version)
 
 
+def clear_log_defaults() -> None:
+    """Forget the process-wide values (a server that stops, so later log lines do not carry them)."""
+    _defaults.update(run_id=None, model_version=None)
+
+
 @contextmanager
 def log_context(*, run_id: str | None = None, model_version: str | None = None) -> Iterator[None]:
     """Log lines inside carry this run id / model version (context-local: threads and tasks)."""

@@ -446,6 +446,7 @@ def create_app(
             await anyio.to_thread.run_sync(writer.close)
             if dispatcher is not None:
                 dispatcher.close()
+            telemetry.clear_log_defaults()
 
     app = Starlette(
         routes=[

@@ -33,8 +33,11 @@ OTEL_VARS = (
 def clean_env(monkeypatch):
     for var in OTEL_VARS:
         monkeypatch.delenv(var, raising=False)
+    # Another test in this worker may have run a server, which sets process-wide log defaults.
+    telemetry.clear_log_defaults()
     yield
     telemetry.shutdown_tracing()
+    telemetry.clear_log_defaults()
 
 
 @pytest.fixture
