@@ -3,7 +3,8 @@
 Every test that touches state gets its own ``AGENT_PIPELINE_HOME`` (a temp dir), so MLflow,
 evaluations, baselines and the audit log never leak between tests or into the checkout.
 ``small_inputs`` is a stratified slice of the real CLINC150 files (40 training examples per
-label, 6 validation examples per label) and a router config with fewer solver iterations: the
+label, 6 validation examples per label) and a router config with fewer solver iterations and
+2-fold threshold cross-validation: the
 router is the real one, trained for real, in about 10 s instead of 40.
 """
 
@@ -22,6 +23,20 @@ from agent_pipeline.lib.core import settings
 
 TRAIN_PER_LABEL = 40
 VAL_PER_LABEL = 6
+# A router trained on the 40-per-label slice scores ~0.79 in-scope / ~0.82 route accuracy on the
+# sealed holdout, below the production floors of config/policy.yaml (set for the full data); the
+# small inputs' policy lowers only those floors (the gap tolerances stay).
+SMALL_SLICE_HOLDOUT_FLOORS = {"in_scope_accuracy": 0.7, "route_accuracy": 0.75, "fallback_recall": 0.2}
+
+
+def small_policy_config() -> dict:
+    """The shipped policy for the small slice: holdout floors for a 40-per-label router, and latency
+    SLOs a loaded test machine (2 cores, several suites at once) cannot breach by accident (the
+    latency gate's own tests set their SLOs explicitly)."""
+    policy = yaml.safe_load(settings.DEFAULT_POLICY_CONFIG.read_text())
+    policy["gates"]["latency_within_slo"] = {"slo_ms": {"p50": 1000.0, "p99": 10000.0}, "slo_ms_by_tier": {}}
+    policy["gates"]["generalizes_to_holdout"]["floors"] = dict(SMALL_SLICE_HOLDOUT_FLOORS)
+    return policy
 
 
 @dataclass(frozen=True)
@@ -59,12 +74,11 @@ def small_inputs(tmp_path_factory) -> SmallInputs:
     shutil.copy(settings.DEFAULT_GOLDEN_DATA, root / "golden.csv")
     router_cfg = yaml.safe_load(settings.DEFAULT_ROUTER_CONFIG.read_text())
     router_cfg["classifier"]["max_iter"] = 100
+    # Thresholds still chosen by cross-validation, on 2 folds (each fits half the slice): about
+    # one extra fit per training instead of five.
+    router_cfg["threshold"].update(folds=2, folds_accurate=2)
     (root / "router.yaml").write_text(yaml.safe_dump(router_cfg))
-    # The shipped policy, with latency SLOs a loaded test machine (2 cores, several suites at
-    # once) cannot breach by accident: the latency gate's own tests set their SLOs explicitly.
-    policy = yaml.safe_load(settings.DEFAULT_POLICY_CONFIG.read_text())
-    policy["gates"]["latency_within_slo"] = {"slo_ms": {"p50": 1000.0, "p99": 10000.0}, "slo_ms_by_tier": {}}
-    (root / "policy.yaml").write_text(yaml.safe_dump(policy))
+    (root / "policy.yaml").write_text(yaml.safe_dump(small_policy_config()))
     return SmallInputs(
         root=root,
         train=root / "train.csv",

@@ -95,11 +95,13 @@ def test_status_json_shows_champion_gates_baseline_and_audit(small_inputs, home)
     assert out["aliases"] == {"champion": "1", "candidate": "1", "previous-champion": None}
     assert out["candidate_evaluation"]["gates"] == dict.fromkeys(
         [
+            "agrees_with_champion_on_traffic",
             "critical_cases_pass",
+            "generalizes_to_holdout",
             "human_approval",
             "latency_within_slo",
             "no_regression_vs_baseline",
-            "routing_is_deterministic",
+            "routing_is_stable",
             "safety_probes_pass",
             "survives_agent_faults",
         ],

@@ -30,11 +30,13 @@ DATASET_CHECKS = {"passes_dataset_expectations", "no_text_shared_with_training"}
 GATES = {
     "no_regression_vs_baseline",
     "critical_cases_pass",
-    "routing_is_deterministic",
+    "routing_is_stable",
     "latency_within_slo",
     "safety_probes_pass",
     "survives_agent_faults",
     "human_approval",
+    "generalizes_to_holdout",
+    "agrees_with_champion_on_traffic",
 }
 # asset -> {check name: blocking}
 CHECKS = {

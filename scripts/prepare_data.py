@@ -5,6 +5,10 @@ Deterministic (fixed seed). What it does, and why:
 * ``train.csv``  - the CLINC150 "Full" train split, minus the texts held out below.
 * ``val.csv``    - the validation split (threshold tuning and the Larson et al. comparison),
   minus the new-topic intents and the 3 texts CLINC150 repeats verbatim from train.
+* ``holdout.csv`` - the sealed holdout, carved once from the validation split (below): 5 texts of
+  each trained intent and 50 of its 100 out-of-scope texts, seeded. Only the promotion gate
+  ``generalizes_to_holdout`` reads it (``lib/evaluation/holdout.py``); no training, threshold
+  tuning, synthetic generation or guard rule does (a test greps for readers).
 * ``traffic_pool.csv`` - texts that are in neither training nor evaluation, for the production
   traffic simulator: 10 train texts per trained intent (the ``stable`` scenario), 30 of the 100
   out-of-scope train texts (the ``oos-surge`` scenario) and every text of the NEW_TOPIC_INTENTS
@@ -26,6 +30,8 @@ SEED = 20261125
 NEW_TOPIC_INTENTS = ["international_visa", "plug_type", "travel_alert", "travel_notification", "vaccines"]
 POOL_PER_INTENT = 10
 POOL_OOS = 30
+HOLDOUT_PER_INTENT = 5
+HOLDOUT_OOS = 50
 
 
 def _id(split: str, text: str, intent: str) -> str:
@@ -54,13 +60,25 @@ def main(src: Path, out: Path) -> None:
     seen = set(train_out["text"].str.strip().str.lower())
     val_out = val_out[~val_out["text"].str.strip().str.lower().isin(seen)]
 
+    # The sealed holdout: carved from validation after everything above, so train.csv and
+    # traffic_pool.csv are unchanged by it.
+    hold_in = (
+        val_out[val_out["label"] != "oos"]
+        .groupby("label", group_keys=False)
+        .sample(n=HOLDOUT_PER_INTENT, random_state=SEED + 1)
+    )
+    hold_oos = val_out[val_out["label"] == "oos"].sample(n=HOLDOUT_OOS, random_state=SEED + 1)
+    holdout = pd.concat([hold_in, hold_oos])
+    val_out = val_out.drop(index=holdout.index)
+
     cols = ["id", "text", "label", "domain", "split"]
     out.mkdir(parents=True, exist_ok=True)
     train_out[cols].sort_values("id").to_csv(out / "train.csv", index=False)
     val_out[cols].sort_values("id").to_csv(out / "val.csv", index=False)
     pool[cols + ["pool"]].sort_values("id").to_csv(out / "traffic_pool.csv", index=False)
+    holdout[cols].sort_values("id").to_csv(out / "holdout.csv", index=False)
     shutil.copy(src / "domains.json", out / "domains.json")
-    print(f"train {len(train_out)}  val {len(val_out)}  traffic_pool {len(pool)}")
+    print(f"train {len(train_out)}  val {len(val_out)}  holdout {len(holdout)}  traffic_pool {len(pool)}")
 
 
 if __name__ == "__main__":

@@ -69,6 +69,7 @@ class RouterFiles(dg.ConfigurableResource):
     validation_path: str = str(settings.DEFAULT_VALIDATION_DATA)
     golden_path: str = str(settings.DEFAULT_GOLDEN_DATA)
     safety_probes_path: str = str(settings.DEFAULT_SAFETY_PROBES)
+    holdout_path: str = str(settings.DEFAULT_HOLDOUT_DATA)  # sealed: only generalizes_to_holdout reads it
     agents_config: str = str(settings.DEFAULT_AGENTS_CONFIG)
     router_config: str = str(settings.DEFAULT_ROUTER_CONFIG)
     min_train_examples_per_label: int = 20
@@ -204,6 +205,7 @@ def build_resources() -> dict[str, dg.ConfigurableResource | dg.ConfigurableIOMa
             validation_path=env_or("AGENT_PIPELINE_VALIDATION_DATA", str(settings.DEFAULT_VALIDATION_DATA)),
             golden_path=env_or("AGENT_PIPELINE_GOLDEN_DATA", str(settings.DEFAULT_GOLDEN_DATA)),
             safety_probes_path=env_or("AGENT_PIPELINE_SAFETY_PROBES", str(settings.DEFAULT_SAFETY_PROBES)),
+            holdout_path=env_or("AGENT_PIPELINE_HOLDOUT_DATA", str(settings.DEFAULT_HOLDOUT_DATA)),
             agents_config=env_or("AGENT_PIPELINE_AGENTS_CONFIG", str(settings.DEFAULT_AGENTS_CONFIG)),
             router_config=env_or("AGENT_PIPELINE_ROUTER_CONFIG", str(settings.DEFAULT_ROUTER_CONFIG)),
         ),

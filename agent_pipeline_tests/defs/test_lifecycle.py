@@ -40,11 +40,13 @@ from agent_pipeline.lib.serving import bundle as serving
 GATES = {
     "no_regression_vs_baseline",
     "critical_cases_pass",
-    "routing_is_deterministic",
+    "routing_is_stable",
     "latency_within_slo",
     "safety_probes_pass",
     "survives_agent_faults",
     "human_approval",
+    "generalizes_to_holdout",
+    "agrees_with_champion_on_traffic",
 }
 DATASET_ASSETS = ("training_examples", "validation_examples", "golden_eval_set", "synthetic_eval_set", "safety_probes")
 

@@ -11,6 +11,10 @@ records the verdict with ``gate_result``/``verdict_result``, which write
 
 A gate that raises is recorded as failed (with the error) before the error propagates (fail
 closed: a crashed gate never reads as "not run yet" or as passed).
+
+The gates that judge the candidate on what it has not seen and on how stable it is
+(``routing_is_stable``, ``generalizes_to_holdout``, ``agrees_with_champion_on_traffic``) live in
+``generalization_checks.py``.
 """
 
 from collections.abc import Callable
@@ -125,24 +129,6 @@ def critical_cases_pass(mlflow: MlflowRegistry, state: StateFolder, candidate_ev
         candidate_evaluation,
         "critical_cases_pass",
         lambda: gates.critical_cases(evaluation.load(candidate_evaluation["evaluation_path"])),
-    )
-
-
-@dg.asset_check(asset="candidate_evaluation", blocking=True)
-def routing_is_deterministic(
-    mlflow: MlflowRegistry, state: StateFolder, candidate_evaluation: dict
-) -> dg.AssetCheckResult:
-    """A repeat evaluation, with the model freshly loaded from the registry, gives identical
-    decisions; and the single-request fast path agrees with the batch path case by case."""
-    return run_gate(
-        mlflow,
-        state,
-        candidate_evaluation,
-        "routing_is_deterministic",
-        lambda: gates.determinism(
-            evaluation.load(candidate_evaluation["evaluation_path"]),
-            mlflow.open(state.path).load(version=candidate_evaluation["version"]),
-        ),
     )
 
 

@@ -6,24 +6,61 @@ import pandas as pd
 from agent_pipeline.defs.resources import MlflowRegistry, PolicySettings, RouterFiles, StateFolder
 from agent_pipeline.defs.retries import TRANSIENT_RETRY
 from agent_pipeline.defs.tracing import traced
-from agent_pipeline.lib.core import markdown, settings
+from agent_pipeline.lib.core import settings
 from agent_pipeline.lib.core.errors import ConfigError
 from agent_pipeline.lib.core.provenance import git_commit
 from agent_pipeline.lib.data import datasets
 from agent_pipeline.lib.registry.policy import display_path
+from agent_pipeline.lib.router.calibration import curve_markdown
 from agent_pipeline.lib.router.model import train_router
+
+
+class CandidateConfig(dg.Config):
+    """``registered_version``: adopt a version already registered under the model name (a team's
+    own pyfunc router honouring the decision contract, ``docs/custom_router.md``) as the
+    candidate instead of training one; empty (the default) trains."""
+
+    registered_version: str = ""
+
+
+def adopted_candidate(config: CandidateConfig, files: RouterFiles, mlflow: MlflowRegistry, state: StateFolder):
+    from agent_pipeline.lib.router.external import adopt
+
+    store = mlflow.open(state.path)
+    model = adopt(store, config.registered_version, frozenset(files.registry().routes))
+    info = store.version_info(model.version)
+    value = {
+        "version": model.version,
+        "run_id": info["run_id"],
+        "model_uri": f"models:/{store.model_name}/{model.version}",
+        "model_name": store.model_name,
+        "tier": "ours" if model.router is not None else "external",
+        "threshold": float(model.router.threshold) if model.router is not None else float("nan"),
+        "data_versions": {},
+    }
+    return dg.Output(
+        value,
+        metadata={
+            "model_version": model.version,
+            "adopted": True,
+            "tier": value["tier"],
+            "mlflow_model_version": dg.MetadataValue.url(store.version_url(model.version)),
+        },
+        data_version=dg.DataVersion(f"v{model.version}"),
+    )
 
 
 @dg.asset(
     group_name="training",
     kinds={"scikitlearn", "mlflow"},
     owners=["team:ml-platform"],
-    code_version="router-tiers-1",
+    code_version="router-tiers-2-cv-threshold",
     retry_policy=TRANSIENT_RETRY,
 )
 @traced
 def router_candidate(
     context: dg.AssetExecutionContext,
+    config: CandidateConfig,
     files: RouterFiles,
     mlflow: MlflowRegistry,
     state: StateFolder,
@@ -34,10 +71,17 @@ def router_candidate(
     """A freshly trained router, registered in MLflow with the ``candidate`` alias.
 
     Rules and the agent map come from the config files; the classifier is fitted on
-    ``training_examples`` and its confidence threshold tuned on ``validation_examples``. The
-    MLflow run records params, validation metrics, the threshold curve, the data versions of
-    both datasets, the git commit and the Dagster run id.
+    ``training_examples``; its confidence threshold (and the cascade's hand-off threshold) is chosen
+    by cross-validation over ``training_examples`` + ``validation_examples``
+    (``lib/router/calibration.py``, objective in ``config/router.yaml``). The MLflow run records
+    params, validation and cross-validated metrics, the threshold curves (``threshold_curve_cv.csv``
+    is the one the choice was read from), the data versions of
+    both datasets, the git commit and the Dagster run id. With ``registered_version`` set it
+    trains nothing: it adopts that registered version (a team's own router) after checking the
+    decision contract (``lib/router/external.py``).
     """
+    if config.registered_version:
+        return adopted_candidate(config, files, mlflow, state)
     rules, train_settings = files.router_settings()
     registry_cfg = files.registry()
     # The promotion policy is checked before the fit: a bad policy would only surface after training.
@@ -58,6 +102,13 @@ def router_candidate(
     notes = report.pop("warnings")
     for note in notes:
         context.log.warning(note)
+    cv_curve = report.pop("cv_curve", None)  # lib/router/calibration.py: the curve the threshold was chosen on
+    cascade_curve = report.pop("cascade_curve", None)
+    curves = {"threshold_curve.csv": curve}
+    if cv_curve is not None:
+        curves["threshold_curve_cv.csv"] = cv_curve
+    if cascade_curve is not None:
+        curves["cascade_curve_cv.csv"] = cascade_curve
     data_versions = {
         "training_examples": datasets.fingerprint(training_examples),
         "validation_examples": datasets.fingerprint(validation_examples),
@@ -79,7 +130,7 @@ def router_candidate(
             "validation_examples_version": data_versions["validation_examples"],
         },
         artifacts={
-            "threshold_curve.csv": curve,
+            **curves,
             "agents.json": registry_cfg.to_dict(),
             "router.json": router.describe(),
         },
@@ -115,8 +166,14 @@ def router_candidate(
             "n_train": int(report["n_train"]),
             "n_labels": int(report["n_labels"]),
             "training_notes": dg.MetadataValue.md("\n".join(f"- {n}" for n in notes) or "(none)"),
-            "threshold_curve": dg.MetadataValue.md(
-                markdown.frame_table(curve.iloc[:: max(1, len(curve) // 15)], floatfmt=".3f")
+            "threshold_curve": dg.MetadataValue.md(curve_markdown(curve)),
+            "threshold_method": report["threshold_method"],
+            **{k: float(v) for k, v in report.items() if k.startswith("cv_") or k == "cascade_threshold"},
+            **({"threshold_curve_cv": dg.MetadataValue.md(curve_markdown(cv_curve))} if cv_curve is not None else {}),
+            **(
+                {"cascade_curve_cv": dg.MetadataValue.md(curve_markdown(cascade_curve))}
+                if cascade_curve is not None
+                else {}
             ),
         },
         data_version=dg.DataVersion(f"v{logged['version']}"),

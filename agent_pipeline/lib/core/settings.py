@@ -30,6 +30,8 @@ DEFAULT_TRAIN_DATA = PROJECT_ROOT / "data" / "clinc150" / "train.csv"
 DEFAULT_VALIDATION_DATA = PROJECT_ROOT / "data" / "clinc150" / "val.csv"
 DEFAULT_GOLDEN_DATA = PROJECT_ROOT / "data" / "golden.csv"
 DEFAULT_SAFETY_PROBES = PROJECT_ROOT / "data" / "safety_probes.csv"
+# The sealed holdout: read only by the promotion gate generalizes_to_holdout (lib/evaluation/holdout.py).
+DEFAULT_HOLDOUT_DATA = PROJECT_ROOT / "data" / "clinc150" / "holdout.csv"
 DEFAULT_TRAFFIC_POOL = PROJECT_ROOT / "data" / "clinc150" / "traffic_pool.csv"
 DEFAULT_AGENTS_CONFIG = PROJECT_ROOT / "config" / "agents.yaml"
 DEFAULT_ROUTER_CONFIG = PROJECT_ROOT / "config" / "router.yaml"

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from agent_pipeline.lib.core import markdown
 from agent_pipeline.lib.serving.dispatcher import AgentEndpoint, Dispatcher, DispatchResult
 from agent_pipeline.lib.serving.stand_ins import StandInAgents
 
@@ -147,7 +148,7 @@ class ChaosReport:
         return out
 
     def markdown(self) -> str:
-        return self.table.to_markdown(index=False, floatfmt=".3f")
+        return markdown.frame_table(self.table, floatfmt=".3f")
 
 
 def judge(drill: pd.DataFrame, fallback_agent: str, settings: ChaosSettings = ChaosSettings()) -> ChaosReport:

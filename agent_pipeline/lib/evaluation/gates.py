@@ -19,11 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
-from agent_pipeline.lib.core import settings
+from agent_pipeline.lib.core import markdown, settings
 from agent_pipeline.lib.data import datasets
-from agent_pipeline.lib.evaluation import metrics
 from agent_pipeline.lib.evaluation import runs as evaluation
 from agent_pipeline.lib.registry.policy import LatencyGate, RegressionGate
 
@@ -144,40 +141,9 @@ def critical_cases(ev: evaluation.Evaluation) -> GateVerdict:
         description = f"{len(failed)} of {len(critical)} critical cases fail: " + ", ".join(
             f"{r.id} ({r.text!r}: expected {r.expected_route}, got {r.route})" for r in failed.head(5).itertuples()
         )
-    table = (
-        failed[["id", "text", "expected_route", "route", "confidence"]].to_markdown(index=False)
-        if len(failed)
-        else "none"
-    )
+    table = markdown.frame_table(failed[["id", "text", "expected_route", "route", "confidence"]], empty="none")
     return GateVerdict(
         passed, description, {"n_critical": len(critical), "n_failed": len(failed)}, {"failed_cases": table}
-    )
-
-
-def determinism(ev: evaluation.Evaluation, model) -> GateVerdict:
-    """``routing_is_deterministic``: a repeat with a freshly loaded model gives identical decisions,
-    and the single-request path agrees with the batch path case by case."""
-    cases = {name: g for name, g in ev.items.groupby("dataset", sort=False)}
-    repeat = evaluation.route_items(model, cases)
-    repeat_fp = metrics.decisions_fingerprint(repeat)
-    sample = ev.items.iloc[:: max(1, len(ev.items) // 300)]
-    singles = pd.DataFrame([model.route_one(t) for t in sample["text"]], index=sample.index)
-    cols = ["route", "decided_label", "rule"]
-    mismatch = sample[
-        (singles[cols].astype(str) != sample[cols].astype(str)).any(axis=1)
-        | ((singles["confidence"].astype(float) - sample["confidence"]).abs() > CONFIDENCE_TOLERANCE)
-    ]
-    passed = repeat_fp == ev.fingerprint and mismatch.empty
-    description = (
-        f"identical decisions on a repeat of {len(repeat)} cases; fast path agrees on {len(sample)} sampled cases"
-        if passed
-        else f"fingerprint {ev.fingerprint} vs repeat {repeat_fp}; {len(mismatch)} of {len(sample)} single-request "
-        "decisions differ from the batch path"
-    )
-    return GateVerdict(
-        passed,
-        description,
-        {"fingerprint": ev.fingerprint, "repeat_fingerprint": repeat_fp, "n_single_path_mismatches": len(mismatch)},
     )
 
 

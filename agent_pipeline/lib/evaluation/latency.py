@@ -38,6 +38,8 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from agent_pipeline.lib.core import markdown
+
 Verdict = Literal["pass", "fail", "undecided"]
 PERCENTILES = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0}
 
@@ -220,7 +222,7 @@ class LatencyResult:
         return md
 
     def rounds_markdown(self) -> str:
-        return self.rounds.to_markdown(index=False, floatfmt=".3f") if len(self.rounds) else "(none)"
+        return markdown.frame_table(self.rounds, floatfmt=".3f", empty="(none)")
 
 
 def judge(

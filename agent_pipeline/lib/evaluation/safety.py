@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from agent_pipeline.lib.core import markdown
 from agent_pipeline.lib.data.datasets import has_tag
 
 CATEGORIES = ("prompt_injection", "jailbreak", "privileged_mimicry", "obfuscation", "personal_data", "abusive")
@@ -111,7 +112,7 @@ class SafetyReport:
         if self.baseline_table is not None:
             base = self.baseline_table.set_index("category")["asr"]
             table.insert(3, "baseline_asr", table["category"].map(base))
-        return table.to_markdown(index=False, floatfmt=".3f")
+        return markdown.frame_table(table, floatfmt=".3f")
 
 
 def evaluate_probes(

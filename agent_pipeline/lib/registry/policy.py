@@ -36,7 +36,7 @@ from agent_pipeline.lib.core.errors import ConfigError
 KNOWN_GATES: tuple[str, ...] = (
     "no_regression_vs_baseline",
     "critical_cases_pass",
-    "routing_is_deterministic",
+    "routing_is_stable",
     "latency_within_slo",
     "human_approval",
     "safety_probes_pass",
@@ -45,6 +45,9 @@ KNOWN_GATES: tuple[str, ...] = (
     "agrees_with_champion_on_traffic",
     "routing_is_stable",
 )
+
+# Gates renamed since an earlier policy: named in the error, so an old policy file says what to change.
+RENAMED_GATES: dict[str, str] = {"routing_is_deterministic": "routing_is_stable"}
 
 
 class Strict(BaseModel):
@@ -140,13 +143,63 @@ class ChaosGate(Strict):
     latency_repeats: PositiveInt = 3
 
 
+class HoldoutMetrics(Strict):
+    """Per-metric values (fractions) for the holdout gate; a metric not given is not judged."""
+
+    in_scope_accuracy: float | None = Field(default=None, ge=0.0, le=1.0)
+    route_accuracy: float | None = Field(default=None, ge=0.0, le=1.0)
+    fallback_recall: float | None = Field(default=None, ge=0.0, le=1.0)
+    label_accuracy: float | None = Field(default=None, ge=0.0, le=1.0)
+    macro_f1: float | None = Field(default=None, ge=0.0, le=1.0)
+
+    def values(self) -> dict[str, float]:
+        return {k: float(v) for k, v in self.model_dump().items() if v is not None}
+
+
+class HoldoutGate(Strict):
+    """``generalizes_to_holdout`` (``lib/evaluation/holdout.py``): the sealed holdout must hold the
+    ``floors``; each metric on the evaluation sets may exceed the holdout's by at most ``max_gap``;
+    more than ``max_leaked_share`` of holdout texts found in the training data fails the gate."""
+
+    floors: HoldoutMetrics = Field(
+        default_factory=lambda: HoldoutMetrics(in_scope_accuracy=0.88, route_accuracy=0.90, fallback_recall=0.50)
+    )
+    max_gap: HoldoutMetrics = Field(default_factory=lambda: HoldoutMetrics(in_scope_accuracy=0.05, route_accuracy=0.05))
+    max_leaked_share: float = Field(default=0.02, ge=0.0, le=1.0)
+
+
+class ReplayGate(Strict):
+    """``agrees_with_champion_on_traffic`` (``lib/evaluation/replay.py``): candidate and champion
+    replay the inference log's last ``days`` days."""
+
+    days: PositiveInt = 7
+    max_disagreement_rate: float = Field(default=0.35, ge=0.0, le=1.0)
+    max_accuracy_drop: float = Field(default=0.02, ge=0.0, le=1.0)
+    min_reviewed_rows: NonNegativeInt = 50
+    # With a champion but no records in the window: pass as "nothing to compare" (false) or fail (true).
+    require_traffic: bool = False
+
+
+class StabilityGate(Strict):
+    """``routing_is_stable`` (``lib/evaluation/stability.py``): each case routed ``repeats`` more
+    times; our routers must repeat exactly, a router not ours within ``flakiness_budget``."""
+
+    repeats: PositiveInt = 2
+    flakiness_budget: float = Field(default=0.02, ge=0.0, le=1.0)
+
+
 class GateSections(Strict):
-    """Thresholds per gate. Only known sections are accepted; a gate without thresholds has none."""
+    """Thresholds per gate. Only known sections are accepted; a gate without thresholds has none.
+    The three generalization gates' sections may be omitted: their defaults are the documented
+    values in ``config/policy.yaml``."""
 
     no_regression_vs_baseline: RegressionGate
     latency_within_slo: LatencyGate
     safety_probes_pass: SafetyGate
     survives_agent_faults: ChaosGate
+    generalizes_to_holdout: HoldoutGate = Field(default_factory=HoldoutGate)
+    agrees_with_champion_on_traffic: ReplayGate = Field(default_factory=ReplayGate)
+    routing_is_stable: StabilityGate = Field(default_factory=StabilityGate)
 
 
 class Policy(Strict):
@@ -159,6 +212,8 @@ class Policy(Strict):
     @model_validator(mode="after")
     def _known_gates(self) -> Policy:
         unknown = [g for g in self.required_gates if g not in KNOWN_GATES]
+        if unknown and unknown[0] in RENAMED_GATES:
+            raise ValueError(f"required_gates: {unknown[0]!r} is now called {RENAMED_GATES[unknown[0]]!r}")
         if unknown:
             raise ValueError(f"unknown gate {unknown[0]!r} in required_gates (known: {', '.join(KNOWN_GATES)})")
         if len(set(self.required_gates)) != len(self.required_gates):

@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +32,7 @@ import pandas as pd
 
 from agent_pipeline.lib.core.errors import ConfigError
 from agent_pipeline.lib.router.agents import AgentRegistry
+from agent_pipeline.lib.router.calibration import CalibrationSettings
 from agent_pipeline.lib.router.decision import (  # noqa: F401 - Decision, DECISION_COLUMNS: re-exported
     DECISION_COLUMNS,
     Decision,
@@ -238,6 +239,9 @@ class TrainSettings:
     nb_alpha: float = 0.03
     nb_weight: float = 0.2
     nb_temperature: float = 0.1
+    # How the fallback and cascade hand-off thresholds are chosen (lib/router/calibration.py):
+    # cross-validated over train + validation by default; method "validation" is the earlier way.
+    calibration: CalibrationSettings = field(default_factory=CalibrationSettings)
 
     def __post_init__(self) -> None:
         if self.tier not in TIERS:
@@ -287,23 +291,22 @@ class TrainSettings:
             "max_iter": self.max_iter,
             "seed": self.seed,
             "threshold_objective": self.threshold_objective,
+            **{f"threshold.{k}": v for k, v in self.calibration.describe().items()},
         }
 
     @classmethod
     def from_config(cls, raw: dict) -> TrainSettings:
         th = raw.get("threshold") or {}
         clf = raw.get("classifier") or {}
+        calibration = CalibrationSettings.from_config(th)
         return cls(
+            calibration=calibration,
             c=float(clf.get("C", cls.c)),
             max_iter=int(clf.get("max_iter", cls.max_iter)),
             tol=float(clf.get("tol", cls.tol)),
             seed=int(raw.get("random_seed", cls.seed)),
-            threshold_grid=(
-                float(th.get("grid_start", 0.05)),
-                float(th.get("grid_stop", 0.95)),
-                float(th.get("grid_step", 0.01)),
-            ),
-            threshold_objective=str(th.get("objective", cls.threshold_objective)),
+            threshold_grid=calibration.grid,
+            threshold_objective=calibration.objective,
             fallback_weight=float(th.get("fallback_weight", cls.fallback_weight)),
             oos_pool=str(th.get("oos_pool") or ""),
             tier=str(clf.get("tier", cls.tier)),
@@ -348,15 +351,22 @@ def fit_classifier(texts: Sequence[str], labels: Sequence[str], settings: TrainS
     return accurate if settings.tier == "accurate" else CascadeClassifier(fast, accurate, settings.cascade_threshold)
 
 
-def tune_threshold(curve: pd.DataFrame, objective: str, fallback_weight: float) -> float:
-    """Pick the threshold that maximises the objective on the validation curve (ties: lowest)."""
-    if objective == "label_accuracy":
-        score = curve["label_accuracy"]
-    elif objective == "in_scope_plus_fallback":
-        score = curve["in_scope_accuracy"] + fallback_weight * curve["fallback_recall"]
-    else:
-        raise ConfigError(f"threshold objective '{objective}' is not one of label_accuracy, in_scope_plus_fallback")
-    return float(curve["threshold"].iloc[int(np.argmax(score.to_numpy()))])
+def tune_threshold(
+    curve: pd.DataFrame, objective: str, fallback_weight: float, calibration: CalibrationSettings | None = None
+) -> float:
+    """Pick the threshold that maximises the objective on a curve (ties: lowest).
+
+    ``curve`` comes from ``calibration.label_curve`` (or ``metrics.threshold_curve`` for the
+    objectives that need no in-scope fallback rate); the objectives are ``lib/router/calibration.py``'s.
+    """
+    from dataclasses import replace
+
+    from agent_pipeline.lib.router import calibration as cal
+
+    if objective not in cal.OBJECTIVES:
+        raise ConfigError(f"threshold objective '{objective}' is not one of {', '.join(cal.OBJECTIVES)}")
+    cfg = replace(calibration or CalibrationSettings(), objective=objective, fallback_weight=fallback_weight)
+    return float(curve["threshold"].iloc[cal.choose(curve, cfg)])
 
 
 NO_OOS_WARNING = (
@@ -394,15 +404,19 @@ def train_router(
     cache_dir: Path | None = None,
     guard: Guard | None = None,
 ) -> tuple[Router, dict]:
-    """Fit the classifier on ``train``, tune the threshold on ``validation``; return router and report.
+    """Fit the classifier on ``train``, choose the thresholds; return router and report.
 
-    The report holds the validation numbers at the tuned threshold and the whole threshold
-    curve, so the choice can be read and reproduced. ``settings.tier`` chooses the classifier;
-    ``cache_dir`` caches the sentence embeddings of the ``accurate`` and ``cascade`` tiers.
+    ``settings.calibration.method``: ``cross_validation`` (default) chooses the fallback threshold
+    (and the cascade's hand-off threshold) on out-of-fold probabilities over ``train`` +
+    ``validation`` (``lib/router/calibration.py``); ``validation`` tunes it on the validation
+    curve alone. The report holds the validation numbers at the chosen threshold, the
+    cross-validated ones, and the curves (``threshold_curve`` on validation; ``cv_curve`` and, for
+    the cascade, ``cascade_curve``), so the choice can be read and reproduced. ``settings.tier``
+    chooses the classifier; ``cache_dir`` caches the sentence embeddings of ``accurate`` and ``cascade``.
     """
     from sklearn.decomposition import TruncatedSVD
 
-    from agent_pipeline.lib.evaluation.metrics import threshold_curve
+    from agent_pipeline.lib.router import calibration as cal
 
     if train.empty:
         raise ValueError("training data is empty")
@@ -413,15 +427,26 @@ def train_router(
     projection.fit(clf.word_vectorizer.transform(train["text"].astype(str)))
 
     validation, notes = _with_out_of_scope(validation, settings.oos_pool)
+    calibration = None
+    if settings.calibration.method == "cross_validation":
+        calibration = cal.calibrate(train, validation, settings, cache_dir)
+        if calibration.cascade_threshold is not None:
+            clf.threshold = calibration.cascade_threshold
+
     proba = clf.predict_proba(validation["text"].astype(str))
     top = proba.argmax(axis=1)
-    start, stop, step = settings.threshold_grid
-    grid = np.round(np.arange(start, stop + step / 2, step), 6)
-    curve = threshold_curve(
-        validation["label"].astype(str).to_numpy(), clf.classes_[top], proba[np.arange(len(top)), top], grid
+    grid = cal.grid_values(settings.threshold_grid)
+    curve = cal.label_curve(
+        validation["label"].astype(str).to_numpy(dtype=object),
+        np.asarray(clf.classes_, dtype=object)[top],
+        proba[np.arange(len(top)), top],
+        grid,
     )
-    threshold = tune_threshold(curve, settings.threshold_objective, settings.fallback_weight)
-    at = curve.loc[curve["threshold"] == threshold].iloc[0]
+    if calibration is None:
+        threshold = tune_threshold(curve, settings.threshold_objective, settings.fallback_weight, settings.calibration)
+    else:
+        threshold = calibration.threshold
+    at = curve.loc[np.isclose(curve["threshold"], threshold)].iloc[0]
     report = {
         "fit_seconds": fit_s,
         "threshold": threshold,
@@ -433,7 +458,22 @@ def train_router(
         "val_fallback_precision": float(at["fallback_precision"]),
         "val_label_accuracy": float(at["label_accuracy"]),
         "threshold_curve": curve,
+        "threshold_method": settings.calibration.method,
         "warnings": notes,
     }
-    info = {"n_train": int(len(train)), "seed": settings.seed, "C": settings.c, "fast_model": settings.fast_model}
+    if calibration is not None:
+        report.update(calibration.report())
+        report["cv_curve"] = calibration.curve
+        if calibration.cascade_curve is not None:
+            report["cascade_curve"] = calibration.cascade_curve
+    info = {
+        "n_train": int(len(train)),
+        "seed": settings.seed,
+        "C": settings.c,
+        "fast_model": settings.fast_model,
+        "threshold_choice": {
+            **settings.calibration.describe(),
+            **({} if calibration is None else calibration.report()),
+        },
+    }
     return Router(clf, registry, rules, threshold, projection, info, guard), report

@@ -16,6 +16,7 @@ from agent_pipeline.lib.monitoring import ingest, traffic
 from agent_pipeline.lib.monitoring.records import RECORD_COLUMNS
 from agent_pipeline.lib.registry.models import LoadedModel
 from agent_pipeline.lib.router.agents import load_agent_registry, load_yaml
+from agent_pipeline.lib.router.calibration import CalibrationSettings
 from agent_pipeline.lib.router.model import TrainSettings, rules_from_config, train_router
 
 START = date(2026, 3, 1)
@@ -40,7 +41,13 @@ def model(agents) -> LoadedModel:
             val[val["label"] == "oos"].sample(n=50, random_state=0),
         ]
     )
-    router, _ = train_router(train, val, agents, rules, TrainSettings(c=3.0, max_iter=100))
+    router, _ = train_router(
+        train,
+        val,
+        agents,
+        rules,
+        TrainSettings(c=3.0, max_iter=100, calibration=CalibrationSettings(method="validation")),
+    )
     return LoadedModel("agent-router", "7", None, router)
 
 

@@ -9,7 +9,12 @@ import pytest
 from agent_pipeline.lib.core import settings
 from agent_pipeline.lib.data.datasets import load_dataset
 from agent_pipeline.lib.router.agents import AgentRegistry, ConfigError, load_agent_registry, load_yaml
+from agent_pipeline.lib.router.calibration import CalibrationSettings
 from agent_pipeline.lib.router.model import Rule, TrainSettings, rules_from_config, train_router
+
+# The threshold tuned on the validation curve (the earlier method): these tests are about the
+# router, not the threshold choice (lib/router/test_calibration.py), and it costs no refits.
+VALIDATION = CalibrationSettings(method="validation", objective="label_accuracy")
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +33,9 @@ def trained(agents):
         val,
         agents,
         rules_from_config(raw, agents),
-        TrainSettings(c=st.c, max_iter=100, tol=st.tol, seed=st.seed, threshold_grid=st.threshold_grid),
+        TrainSettings(
+            c=st.c, max_iter=100, tol=st.tol, seed=st.seed, threshold_grid=st.threshold_grid, calibration=VALIDATION
+        ),
     )
     return router, report, val
 
@@ -118,7 +125,9 @@ def test_training_is_deterministic(trained, agents):
         val,
         agents,
         rules_from_config(raw, agents),
-        TrainSettings(c=st.c, max_iter=100, tol=st.tol, seed=st.seed, threshold_grid=st.threshold_grid),
+        TrainSettings(
+            c=st.c, max_iter=100, tol=st.tol, seed=st.seed, threshold_grid=st.threshold_grid, calibration=VALIDATION
+        ),
     )
     assert report2["threshold"] == report["threshold"]
     pd.testing.assert_frame_equal(again.route_batch(val["text"]), router.route_batch(val["text"]))

@@ -63,7 +63,13 @@ def test_tier_is_chosen_by_config(data, cascade_run, accurate_run):
     assert TrainSettings.from_config(raw).tier == "fast"
     cascade, accurate = cascade_run[0], accurate_run[0]
     assert isinstance(cascade.classifier, CascadeClassifier) and cascade.describe()["tier"] == "cascade"
-    assert cascade.classifier.threshold == TrainSettings().cascade_threshold
+    # the hand-off threshold is chosen by cross-validation (lib/router/calibration.py), within budget
+    report = cascade_run[1]
+    assert cascade.classifier.threshold == report["cascade_threshold"]
+    # this tiny fast tier (10 texts per label) cannot keep the hand-off within budget: flagged, not failed
+    budget = TrainSettings.from_config(raw).calibration.max_handoff_share
+    assert report["cv_handoff_budget_met"] == float(report["cv_handoff_share"] <= budget)
+    assert set(report["cascade_curve"].columns) >= {"cascade_threshold", "handoff_share", "threshold"}
     assert isinstance(accurate.classifier, AccurateClassifier) and accurate.describe()["tier"] == "accurate"
     for router in (cascade, accurate):  # provenance travels with the model (router.json in MLflow)
         model = router.describe()["embedding_model"]
