@@ -44,6 +44,18 @@ TEMPLATES = {
     "points_balance": ["how many points do i have {w}", "check my cashback {w}", "rewards balance on my {c}"],
     "smalltalk": ["hello there {w}", "thanks a lot {w}", "good morning {w}"],
 }
+# The team's own out-of-scope texts for its sealed holdout (none of them in data/oos_generic.csv,
+# which tunes the threshold).
+TEAM_OOS = [
+    "who painted the ceiling of the sistine chapel",
+    "recommend a board game for six players",
+    "how long should i boil an egg",
+    "translate good night into finnish",
+    "what is the tallest mountain in africa",
+    "write a haiku about autumn leaves",
+    "how many moons does jupiter have",
+    "best way to learn the guitar as an adult",
+]
 CARDS = ["card", "debit card", "credit card", "visa card", "gold card", "travel card", "business card"]
 WHEN = ["today", "yesterday", "this morning", "last night", "again", "at lunch", "on friday", "just now", "please"]
 
@@ -57,17 +69,20 @@ def _texts(label: str, rng: random.Random) -> list[str]:
 def team_files(tmp_path):
     """The files a team writes by following the guide (section 1 and 2)."""
     rng = random.Random(7)
-    train, val, golden = [], [], []
+    train, val, golden, holdout = [], [], [], []
     for label in TEMPLATES:
         texts = _texts(label, rng)
         train += [(t, label) for t in texts[:24]]
         val += [(t, label) for t in texts[24:30]]
         golden += [(t, label, "critical" if i == 0 else "") for i, t in enumerate(texts[30:33])]
+        holdout += [(t, label) for t in texts[33:38]]  # sealed: carved once, read only by the gate
+    holdout += [(t, "oos") for t in TEAM_OOS]
     golden.append(("i want a chargeback for this", "dispute_charge", "critical;rule"))
     files = {
         "train": tmp_path / "my_train.csv",
         "val": tmp_path / "my_val.csv",
         "golden": tmp_path / "my_golden.csv",
+        "holdout": tmp_path / "my_holdout.csv",
         "agents": tmp_path / "my_agents.yaml",
         "router": tmp_path / "my_router.yaml",
         "policy": tmp_path / "my_policy.yaml",
@@ -75,6 +90,7 @@ def team_files(tmp_path):
     pd.DataFrame(train, columns=["text", "label"]).to_csv(files["train"], index=False)
     pd.DataFrame(val, columns=["text", "label"]).to_csv(files["val"], index=False)  # no oos rows
     pd.DataFrame(golden, columns=["text", "label", "tags"]).to_csv(files["golden"], index=False)
+    pd.DataFrame(holdout, columns=["text", "label"]).to_csv(files["holdout"], index=False)
     files["agents"].write_text(yaml.safe_dump(AGENTS))
     router = yaml.safe_load(settings.DEFAULT_ROUTER_CONFIG.read_text())
     router["threshold"]["oos_pool"] = str(settings.PROJECT_ROOT / "data" / "oos_generic.csv")  # the guide's fix
@@ -84,6 +100,12 @@ def team_files(tmp_path):
     # a busy CI box is not the team's SLO
     policy["gates"]["latency_within_slo"] = {"slo_ms": {"p50": 1000.0, "p99": 5000.0}}
     policy["privileged_agents"] = ["disputes"]  # privileged agents must exist in the team's agent map
+    # The team's floors for its own holdout: 33 rows (one row is 3 points), a quarter of them
+    # out of scope where its eval sets have none, so route accuracy differs more than on CLINC150.
+    policy["gates"]["generalizes_to_holdout"] = {
+        "floors": {"in_scope_accuracy": 0.9, "route_accuracy": 0.8, "fallback_recall": 0.5},
+        "max_gap": {"in_scope_accuracy": 0.05, "route_accuracy": 0.2},
+    }
     files["policy"].write_text(yaml.safe_dump(policy))
     return files
 
@@ -98,6 +120,7 @@ def test_bring_your_own_dataset_reaches_a_champion(team_files, small_inputs, tmp
         "AGENT_PIPELINE_TRAIN_DATA": str(team_files["train"]),
         "AGENT_PIPELINE_VALIDATION_DATA": str(team_files["val"]),
         "AGENT_PIPELINE_GOLDEN_DATA": str(team_files["golden"]),
+        "AGENT_PIPELINE_HOLDOUT_DATA": str(team_files["holdout"]),
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
@@ -128,6 +151,17 @@ def test_bring_your_own_dataset_reaches_a_champion(team_files, small_inputs, tmp
     chargeback = route("please start a chargeback")
     assert (chargeback["route"], chargeback["rule"]) == ("disputes", "chargeback")
     assert route("what is the capital of peru")["route"] == "fallback"  # out of scope, thanks to the pool
+
+
+def test_the_clinc150_holdout_is_refused_for_another_agent_map(team_files, tmp_path):
+    """A team that forgets its own holdout gets one line saying so (the gate fails closed)."""
+    from agent_pipeline.lib.evaluation import holdout
+    from agent_pipeline.lib.router.agents import load_agent_registry
+
+    registry = load_agent_registry(team_files["agents"])
+    with pytest.raises(ValueError, match="belongs to another dataset.*AGENT_PIPELINE_HOLDOUT_DATA"):
+        holdout.read_sealed(settings.DEFAULT_HOLDOUT_DATA, tmp_path, registry, purpose="t", reader={})
+    holdout.read_sealed(team_files["holdout"], tmp_path, registry, purpose="t", reader={})
 
 
 def test_without_oos_rows_or_pool_training_warns_clearly(team_files):

@@ -90,7 +90,9 @@ def story(small_inputs, tmp_path_factory):
     policy = yaml.safe_load(small_inputs.policy_config.read_text())
     # A router that is not ours routes through MLflow's pyfunc (pandas per request), tens of times
     # slower than our champion's single-request path: this team's policy accepts that ratio.
-    policy["gates"]["latency_within_slo"]["measurement"] = {"max_ratio_vs_champion": 1000.0}
+    latency = policy["gates"]["latency_within_slo"]
+    latency["slo_ms_by_tier"] = {"external": {"p50": 1000.0, "p99": 10000.0}}
+    latency["measurement"] = {"max_ratio_vs_champion": 1000.0}
     policy_path = home.parent / "policy.yaml"
     policy_path.write_text(yaml.safe_dump(policy))
     with pytest.MonkeyPatch.context() as mp, dg.instance_for_test() as instance:

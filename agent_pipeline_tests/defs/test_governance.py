@@ -32,6 +32,7 @@ from agent_pipeline.lib.core.errors import RegistryError
 from agent_pipeline.lib.registry import approvals, audit, evidence, promotion
 from agent_pipeline.lib.registry.models import CHAMPION, ModelRegistry
 from agent_pipeline.lib.registry.policy import load_policy
+from agent_pipeline_tests.conftest import SMALL_SLICE_HOLDOUT_FLOORS
 
 
 def run(instance, *assets: str, job: str = "train_and_promote_job", run_config=None) -> dg.ExecuteInProcessResult:
@@ -79,12 +80,16 @@ def story(small_inputs, tmp_path_factory):
     default = yaml.safe_load(settings.DEFAULT_POLICY_CONFIG.read_text())
     default["gates"]["latency_within_slo"] = relaxed
     default["gates"]["survives_agent_faults"]["max_added_p99_ms"] = 1500
+    default["gates"]["generalizes_to_holdout"]["floors"] = dict(SMALL_SLICE_HOLDOUT_FLOORS)
     default_path = root / "policy.yaml"
     default_path.write_text(yaml.safe_dump(default))
     prod = yaml.safe_load((settings.PROJECT_ROOT / "deploy" / "policy.prod.yaml").read_text())
     prod["approval"]["approvers"] = ["risk-officer"]
     prod["gates"]["latency_within_slo"] = relaxed
     prod["gates"]["survives_agent_faults"]["max_added_p99_ms"] = 1500
+    # The small slice's holdout floors (conftest), and no served traffic in this story to replay.
+    prod["gates"]["generalizes_to_holdout"]["floors"] = dict(SMALL_SLICE_HOLDOUT_FLOORS)
+    prod["gates"]["agrees_with_champion_on_traffic"]["require_traffic"] = False
     prod_path = root / "policy.prod.yaml"
     prod_path.write_text(yaml.safe_dump(prod))
     runs, notes = {}, {}

@@ -45,6 +45,7 @@ def read_sealed(path: Path, home: Path, registry, *, purpose: str, reader: Mappi
     """Load the holdout at ``path`` (dataset schema) and append who read it, when and why to the access log."""
     from agent_pipeline.lib.data.datasets import load_dataset
     from agent_pipeline.lib.registry.models import current_user, utc_now
+    from agent_pipeline.lib.router.decision import OOS_LABEL
 
     path = Path(path)
     if not path.is_file():
@@ -54,6 +55,15 @@ def read_sealed(path: Path, home: Path, registry, *, purpose: str, reader: Mappi
         )
     raw = path.read_bytes()
     df = load_dataset(path, registry, id_prefix="holdout")
+    known = set(registry.known_labels) | {OOS_LABEL}
+    unknown = sorted(set(df["label"].astype(str)) - known)
+    if unknown:
+        raise ValueError(
+            f"{path}: {int((~df['label'].astype(str).isin(known)).sum())} of {len(df)} holdout rows have labels the "
+            f"agent map does not know ({', '.join(unknown[:5])}{', ...' if len(unknown) > 5 else ''}): this holdout "
+            "belongs to another dataset; carve one from your own data and set AGENT_PIPELINE_HOLDOUT_DATA "
+            "(docs/onboarding.md, 'Bring your own dataset')"
+        )
     entry = {
         "time": utc_now(),
         "user": current_user(),

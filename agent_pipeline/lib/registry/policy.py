@@ -113,7 +113,7 @@ class LatencyGate(Strict):
     """``latency_within_slo``: single-request latency through the whole router, per tier."""
 
     slo_ms: Percentiles
-    slo_ms_by_tier: dict[Literal["fast", "accurate", "cascade"], Percentiles] = Field(default_factory=dict)
+    slo_ms_by_tier: dict[Literal["fast", "accurate", "cascade", "external"], Percentiles] = Field(default_factory=dict)
     measurement: LatencyMeasurement = Field(default_factory=LatencyMeasurement)
 
     def slo_for(self, tier: str) -> dict[str, float]:

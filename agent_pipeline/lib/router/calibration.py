@@ -51,10 +51,10 @@ import numpy as np
 import pandas as pd
 
 from agent_pipeline.lib.core.errors import ConfigError
+from agent_pipeline.lib.router.decision import OOS_LABEL
 
 METHODS = ("cross_validation", "validation")
 OBJECTIVES = ("expected_cost", "in_scope_at_fallback_recall", "label_accuracy", "in_scope_plus_fallback")
-OOS_LABEL = "oos"
 
 
 @dataclass(frozen=True)
@@ -231,13 +231,21 @@ def _align(proba: np.ndarray, fold_classes: Sequence[str], classes: np.ndarray) 
 
 
 def out_of_fold(
-    texts: Sequence[str], labels: Sequence[str], settings, cache_dir: Path | None = None, folds: int | None = None
+    texts: Sequence[str],
+    labels: Sequence[str],
+    settings,
+    cache_dir: Path | None = None,
+    folds: int | None = None,
+    fit_labels: frozenset[str] | set[str] | None = None,
 ) -> OutOfFold:
     """Stratified k-fold (seeded) out-of-fold probabilities for ``settings.tier``.
 
     Every fold fits the fast tier exactly as ``fit_classifier`` does; for ``accurate`` and
     ``cascade`` it also fits the accurate tier on the fold's fast TF-IDF features, with
     embeddings through the content-addressed cache (each text is embedded once across folds).
+    ``fit_labels``: only rows with these labels are fitted on (every row is still scored), so the
+    folds' models know the labels the final model will know: out-of-scope texts that exist only
+    for tuning (``threshold.oos_pool``) are judged, never learnt.
     """
     import warnings
 
@@ -257,8 +265,11 @@ def out_of_fold(
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The least populated class")
         splits = list(StratifiedKFold(n_splits=k, shuffle=True, random_state=settings.seed).split(texts, labels))
+    fit_mask = None if fit_labels is None else np.isin(labels, np.asarray(sorted(fit_labels), dtype=object))
     for train_idx, test_idx in splits:
         f0 = time.perf_counter()
+        if fit_mask is not None:
+            train_idx = train_idx[fit_mask[train_idx]]
         tr, te = texts[train_idx].tolist(), texts[test_idx].tolist()
         clf = TextClassifier.fit(tr, labels[train_idx].tolist(), settings)
         fast[test_idx] = _align(clf.predict_proba(te), clf.classes_, classes)
@@ -397,7 +408,10 @@ def calibrate(train: pd.DataFrame, validation: pd.DataFrame, settings, cache_dir
     """Cross-validate over ``train`` + ``validation`` and choose the thresholds for ``settings.tier``."""
     frames = [df[["text", "label"]] for df in (train, validation) if df is not None and len(df)]
     data = pd.concat(frames, ignore_index=True)
-    oof = out_of_fold(data["text"].astype(str), data["label"].astype(str), settings, cache_dir)
+    # The final model is fitted on ``train``: labels only validation has (e.g. a tuning pool of
+    # out-of-scope texts) are scored out of fold but never fitted on, like in the final model.
+    fit_labels = frozenset(train["label"].astype(str))
+    oof = out_of_fold(data["text"].astype(str), data["label"].astype(str), settings, cache_dir, fit_labels=fit_labels)
     return choose_thresholds(oof, settings.tier, settings.calibration)
 
 

@@ -18,6 +18,7 @@ from agent_pipeline.lib.data.datasets import load_dataset
 from agent_pipeline.lib.evaluation import metrics
 from agent_pipeline.lib.evaluation.latency import LatencyPlan, judge, judge_values, measure_interleaved
 from agent_pipeline.lib.router.agents import load_agent_registry, load_yaml
+from agent_pipeline.lib.router.calibration import CalibrationSettings
 from agent_pipeline.lib.router.model import TrainSettings, rules_from_config, train_router
 
 
@@ -33,7 +34,14 @@ def router_and_texts():
         val,
         agents,
         rules_from_config(raw, agents),
-        TrainSettings(c=st.c, max_iter=100, tol=st.tol, seed=st.seed, threshold_grid=st.threshold_grid),
+        TrainSettings(
+            c=st.c,
+            max_iter=100,
+            tol=st.tol,
+            seed=st.seed,
+            threshold_grid=st.threshold_grid,
+            calibration=CalibrationSettings(method="validation"),
+        ),
     )
     return router, list(val["text"])
 

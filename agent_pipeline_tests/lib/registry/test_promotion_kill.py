@@ -24,6 +24,7 @@ from agent_pipeline.lib.monitoring import records as monitoring
 from agent_pipeline.lib.registry import audit, promotion
 from agent_pipeline.lib.registry.models import CHAMPION, ModelRegistry
 from agent_pipeline.lib.router.agents import load_agent_registry, load_yaml
+from agent_pipeline.lib.router.calibration import CalibrationSettings
 from agent_pipeline.lib.router.model import TrainSettings, rules_from_config, train_router
 
 # Real subprocesses killed at seven points (minutes on a busy machine): with the other kill and
@@ -67,7 +68,14 @@ def setup(tmp_path_factory):
         val,
         agents,
         rules_from_config(raw, agents),
-        TrainSettings(c=st.c, max_iter=100, tol=st.tol, seed=st.seed, threshold_grid=st.threshold_grid),
+        TrainSettings(
+            c=st.c,
+            max_iter=100,
+            tol=st.tol,
+            seed=st.seed,
+            threshold_grid=st.threshold_grid,
+            calibration=CalibrationSettings(method="validation"),
+        ),
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENT_PIPELINE_", "MLFLOW_TRACKING"))}
     env.update(

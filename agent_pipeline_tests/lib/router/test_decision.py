@@ -17,6 +17,7 @@ import pytest
 from agent_pipeline.lib.core import settings
 from agent_pipeline.lib.data.datasets import load_dataset
 from agent_pipeline.lib.router.agents import load_agent_registry, load_yaml
+from agent_pipeline.lib.router.calibration import CalibrationSettings
 from agent_pipeline.lib.router.decision import (
     DECISION_COLUMNS,
     FALLBACK_ROUTE,
@@ -130,7 +131,14 @@ def trained():
         val.groupby("label", group_keys=False).head(4),
         agents,
         rules_from_config(raw, agents),
-        TrainSettings(c=st.c, max_iter=100, tol=st.tol, seed=st.seed, threshold_grid=st.threshold_grid),
+        TrainSettings(
+            c=st.c,
+            max_iter=100,
+            tol=st.tol,
+            seed=st.seed,
+            threshold_grid=st.threshold_grid,
+            calibration=CalibrationSettings(method="validation"),
+        ),
     )
     return router, val
 

@@ -12,6 +12,7 @@ import pytest
 from agent_pipeline.lib.core import settings
 from agent_pipeline.lib.data.datasets import load_dataset
 from agent_pipeline.lib.router.agents import ConfigError, load_agent_registry, load_yaml
+from agent_pipeline.lib.router.calibration import CalibrationSettings
 from agent_pipeline.lib.router.guard import guard_from_config, normalize
 from agent_pipeline.lib.router.model import TrainSettings, rules_from_config, train_router
 from agent_pipeline.lib.serving import bundle as serving
@@ -39,7 +40,9 @@ def routers(raw):
         val,
         agents,
         rules_from_config(raw, agents),
-        TrainSettings(c=st.c, max_iter=100, tol=st.tol, seed=st.seed),
+        TrainSettings(
+            c=st.c, max_iter=100, tol=st.tol, seed=st.seed, calibration=CalibrationSettings(method="validation")
+        ),
         guard=guard_from_config(raw),
     )
     bare = pickle.loads(pickle.dumps(router))

@@ -108,6 +108,7 @@ def test_float32_encoder_is_chosen_by_config_and_kept_on_reload(data, cascade_ru
     config = {
         **raw,
         "classifier": {**raw["classifier"], "tier": "accurate", "max_iter": 50, "encoder_precision": "float32"},
+        "threshold": {**raw["threshold"], "method": "validation"},  # this test is about the encoder
     }
     router, _ = train_router(small, val, agents, [], TrainSettings.from_config(config), cascade_run[2])
     clf = router.classifier
@@ -221,6 +222,7 @@ def test_static_embedding_block_is_opt_in_and_equal_on_both_paths(data, tmp_path
     config = {
         **raw,
         "classifier": {**raw["classifier"], "tier": "fast", "max_iter": 100, "static_embedding_weight": 2.0},
+        "threshold": {**raw["threshold"], "method": "validation"},  # this test is about the features
     }
     router, _ = train_router(train, val, agents, [], TrainSettings.from_config(config))
     clf = router.classifier

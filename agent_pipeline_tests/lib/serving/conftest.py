@@ -15,6 +15,7 @@ from agent_pipeline.lib.core import settings
 from agent_pipeline.lib.registry.models import ModelRegistry
 from agent_pipeline.lib.registry.promotion import change_champion
 from agent_pipeline.lib.router.agents import load_agent_registry, load_yaml
+from agent_pipeline.lib.router.calibration import CalibrationSettings
 from agent_pipeline.lib.router.model import TrainSettings, rules_from_config, train_router
 
 
@@ -29,7 +30,13 @@ def small_router(seed: int = 0):
             val[val["label"] == "oos"].sample(n=50, random_state=0),
         ]
     )
-    router, _ = train_router(train, val, agents, rules, TrainSettings(c=3.0, max_iter=100))
+    router, _ = train_router(
+        train,
+        val,
+        agents,
+        rules,
+        TrainSettings(c=3.0, max_iter=100, calibration=CalibrationSettings(method="validation")),
+    )
     return router
 
 
