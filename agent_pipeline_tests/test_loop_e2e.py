@@ -77,6 +77,8 @@ def _materialized(result: dg.ExecuteInProcessResult, asset: str) -> dict:
 def test_new_topic_drift_retrains_once_and_promotes_v2(small_inputs, pipeline_env, monkeypatch, tmp_path):
     home = pipeline_env
     monkeypatch.setenv("AGENT_PIPELINE_VALIDATION_DATA", str(settings.DEFAULT_VALIDATION_DATA))
+    # The default threshold choice: cross-validation over train + validation (on 2 folds).
+    monkeypatch.setenv("AGENT_PIPELINE_ROUTER_CONFIG", str(small_inputs.router_config_cv))
     # The story is about drift; the latency gate has its own test (defs/test_lifecycle.py). A
     # CI box shared by other jobs must not turn a slow p99 into a blocked promotion here.
     policy = yaml.safe_load(small_inputs.policy_config.read_text())
@@ -137,6 +139,16 @@ def test_new_topic_drift_retrains_once_and_promotes_v2(small_inputs, pipeline_en
         assert "route" in tags["agent_pipeline/drifted_features"]
         assert _materialized(retrain, "training_examples")["n_feedback"] > 0
         assert _materialized(retrain, "router_candidate")["model_version"] == "2"
+        candidate = _materialized(retrain, "router_candidate")
+        assert candidate["threshold_method"] == "cross_validation" and candidate["cv_folds"] == 2
+        # The retrain's candidate replayed the recent (served) traffic against champion v1.
+        replay = next(
+            e for e in retrain.get_asset_check_evaluations() if e.check_name == "agrees_with_champion_on_traffic"
+        )
+        numbers = {k: v.value for k, v in replay.metadata.items()}
+        print("replay gate on the drift retrain:", replay.description)
+        assert replay.passed and numbers["compared"] is True and numbers["n_replayed"] > 0
+        assert numbers["n_excluded_trained_on"] > 0  # reviewed feedback became training data: not judged on it
         promoted = _materialized(retrain, "champion_model")
         assert promoted["champion_version"] == "2" and promoted["previous_champion"] == "1"
 

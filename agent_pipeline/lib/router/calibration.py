@@ -73,6 +73,12 @@ class CalibrationSettings:
     grid: tuple[float, float, float] = (0.05, 0.95, 0.01)
     cascade_grid: tuple[float, float, float] = (0.5, 0.99, 0.01)
     max_handoff_share: float = 0.35
+    jobs: int = 0  # processes for the fast tier's folds; 0 = one per CPU core (at most one per fold)
+
+    def workers(self) -> int:
+        import os
+
+        return self.jobs if self.jobs > 0 else (os.cpu_count() or 1)
 
     def __post_init__(self) -> None:
         where = "router config: threshold."
@@ -89,6 +95,8 @@ class CalibrationSettings:
             raise ConfigError(f"{where}costs must be >= 0, got {self.cost_misroute}, {self.cost_unnecessary_fallback}")
         if not 0.0 <= self.min_fallback_recall <= 1.0:
             raise ConfigError(f"{where}min_fallback_recall must be in [0, 1], got {self.min_fallback_recall}")
+        if self.jobs < 0:
+            raise ConfigError(f"{where}jobs must be >= 0 (0 = one per CPU core), got {self.jobs}")
         if not 0.0 <= self.max_handoff_share <= 1.0:
             raise ConfigError(f"{where}max_handoff_share must be in [0, 1], got {self.max_handoff_share}")
         for name in ("grid", "cascade_grid"):
@@ -123,6 +131,7 @@ class CalibrationSettings:
                 float(th.get("cascade_grid_step", d.cascade_grid[2])),
             ),
             max_handoff_share=float(th.get("max_handoff_share", d.max_handoff_share)),
+            jobs=int(th.get("jobs", d.jobs)),
         )
 
     def describe(self) -> dict:
@@ -266,10 +275,27 @@ def out_of_fold(
         warnings.filterwarnings("ignore", message="The least populated class")
         splits = list(StratifiedKFold(n_splits=k, shuffle=True, random_state=settings.seed).split(texts, labels))
     fit_mask = None if fit_labels is None else np.isin(labels, np.asarray(sorted(fit_labels), dtype=object))
-    for train_idx, test_idx in splits:
+    fitted = [train_idx if fit_mask is None else train_idx[fit_mask[train_idx]] for train_idx, _ in splits]
+    jobs = min(k, settings.calibration.workers())
+    if not deep:
+        # The fast tier's folds are independent single-threaded fits: one process per core, the
+        # same bits as one after the other in this process (tested).
+        from joblib import Parallel, delayed
+
+        args = [
+            (texts[tr].tolist(), labels[tr].tolist(), texts[te].tolist(), settings)
+            for tr, (_, te) in zip(fitted, splits)
+        ]
+        if jobs > 1:
+            results = Parallel(n_jobs=jobs, backend="loky")(delayed(_fast_fold)(*a) for a in args)
+        else:
+            results = [_fast_fold(*a) for a in args]
+        for (_, te), (fold_classes, proba, seconds) in zip(splits, results):
+            fast[te] = _align(proba, fold_classes, classes)
+            per_fold.append(seconds)
+        return OutOfFold(labels, classes, fast, accurate, k, time.perf_counter() - t0, per_fold)
+    for train_idx, (_, test_idx) in zip(fitted, splits):
         f0 = time.perf_counter()
-        if fit_mask is not None:
-            train_idx = train_idx[fit_mask[train_idx]]
         tr, te = texts[train_idx].tolist(), texts[test_idx].tolist()
         clf = TextClassifier.fit(tr, labels[train_idx].tolist(), settings)
         fast[test_idx] = _align(clf.predict_proba(te), clf.classes_, classes)
@@ -291,6 +317,19 @@ def out_of_fold(
             accurate[test_idx] = _align(acc.predict_proba(te), acc.classes_, classes)
         per_fold.append(time.perf_counter() - f0)
     return OutOfFold(labels, classes, fast, accurate, k, time.perf_counter() - t0, per_fold)
+
+
+def _fast_fold(train_texts: list[str], train_labels: list[str], test_texts: list[str], settings):
+    """One fast-tier fold (run in a worker process): its classes, out-of-fold probabilities, seconds."""
+    from threadpoolctl import threadpool_limits
+
+    from agent_pipeline.lib.router.fast import TextClassifier
+
+    f0 = time.perf_counter()
+    with threadpool_limits(limits=1):  # the same arithmetic in a worker process or in this one
+        clf = TextClassifier.fit(train_texts, train_labels, settings)
+        proba = clf.predict_proba(test_texts)
+    return list(clf.classes_), proba, time.perf_counter() - f0
 
 
 def _top(proba: np.ndarray, classes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

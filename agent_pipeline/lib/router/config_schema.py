@@ -104,6 +104,7 @@ class ThresholdSpec(_Strict):
     cascade_grid_stop: Annotated[Number, Field(ge=0, le=1)] | None = None
     cascade_grid_step: Annotated[Number, Field(gt=0, le=1)] | None = None
     max_handoff_share: Annotated[Number, Field(ge=0, le=1)] | None = None
+    jobs: Annotated[StrictInt, Field(ge=0)] | None = None
 
 
 class GuardSpec(_Strict):

@@ -165,3 +165,24 @@ def test_out_of_fold_is_deterministic_and_covers_every_row(small):
     np.testing.assert_array_equal(a.fast, b.fast)
     np.testing.assert_allclose(a.fast.sum(axis=1), 1.0)  # every row scored by exactly one fold model
     assert a.accurate is None and a.folds == 2
+
+
+def test_folds_in_worker_processes_equal_folds_in_one(small):
+    _, _, train, val, st = small
+    data = pd.concat([train, val], ignore_index=True)
+    one = cal.out_of_fold(data["text"], data["label"], replace(st, calibration=replace(st.calibration, jobs=1)))
+    two = cal.out_of_fold(data["text"], data["label"], replace(st, calibration=replace(st.calibration, jobs=2)))
+    np.testing.assert_array_equal(one.fast, two.fast)
+    assert len(two.fold_seconds) == two.folds == 3
+
+
+def test_labels_only_validation_has_are_scored_never_fitted(small):
+    """A tuning pool of out-of-scope texts (validation only) must not teach the folds an ``oos``
+    class the final model, fitted on train, will not have."""
+    _, _, train, val, st = small
+    train = train[train["label"] != "oos"]
+    data = pd.concat([train, val], ignore_index=True)
+    oof = cal.out_of_fold(data["text"], data["label"], st, fit_labels=frozenset(train["label"]))
+    oos_column = list(oof.classes).index("oos")
+    assert (oof.fast[:, oos_column] == 0).all()  # no fold model knows the label
+    assert (oof.labels == "oos").sum() == (val["label"] == "oos").sum()  # and its rows are still scored
