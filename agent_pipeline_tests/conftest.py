@@ -113,3 +113,20 @@ def subprocess_env(small_inputs: SmallInputs, home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENT_PIPELINE_", "MLFLOW_TRACKING"))}
     env.update(small_inputs.env(home))
     return env
+
+
+def quick_train_settings(raw: dict):
+    """Training settings for a small unit-test router: the config's C, tolerance, seed and grid,
+    100 solver iterations, and the threshold chosen on validation (calibration is tested apart)."""
+    from agent_pipeline.lib.router.calibration import CalibrationSettings
+    from agent_pipeline.lib.router.model import TrainSettings
+
+    st = TrainSettings.from_config(raw)
+    return TrainSettings(
+        c=st.c,
+        max_iter=100,
+        tol=st.tol,
+        seed=st.seed,
+        threshold_grid=st.threshold_grid,
+        calibration=CalibrationSettings(method="validation"),
+    )

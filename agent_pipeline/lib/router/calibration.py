@@ -302,18 +302,7 @@ def out_of_fold(
         if deep:
             from agent_pipeline.lib.router.tiers import AccurateClassifier
 
-            acc = AccurateClassifier.fit(
-                tr,
-                labels[train_idx].tolist(),
-                features=clf.tfidf_features,
-                embedding_weight=settings.embedding_weight,
-                c=settings.c,
-                max_iter=settings.max_iter,
-                tol=settings.accurate_tol,
-                seed=settings.seed,
-                cache_dir=cache_dir,
-                precision=settings.encoder_precision,
-            )
+            acc = AccurateClassifier.fit_with(tr, labels[train_idx].tolist(), clf, settings, cache_dir)
             accurate[test_idx] = _align(acc.predict_proba(te), acc.classes_, classes)
         per_fold.append(time.perf_counter() - f0)
     return OutOfFold(labels, classes, fast, accurate, k, time.perf_counter() - t0, per_fold)

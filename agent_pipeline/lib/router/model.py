@@ -336,18 +336,7 @@ def fit_classifier(texts: Sequence[str], labels: Sequence[str], settings: TrainS
         return fast
     from agent_pipeline.lib.router.tiers import AccurateClassifier, CascadeClassifier  # the encoder, on demand
 
-    accurate = AccurateClassifier.fit(
-        texts,
-        labels,
-        features=fast.tfidf_features,
-        embedding_weight=settings.embedding_weight,
-        c=settings.c,
-        max_iter=settings.max_iter,
-        tol=settings.accurate_tol,
-        seed=settings.seed,
-        cache_dir=cache_dir,
-        precision=settings.encoder_precision,
-    )
+    accurate = AccurateClassifier.fit_with(texts, labels, fast, settings, cache_dir)
     return accurate if settings.tier == "accurate" else CascadeClassifier(fast, accurate, settings.cascade_threshold)
 
 

@@ -102,6 +102,24 @@ class AccurateClassifier:
         clf.fit(_stack(sparse, embeddings, embedding_weight), list(labels))
         return cls(features, clf, embedding_weight, encoder)
 
+    @classmethod
+    def fit_with(
+        cls, texts: Sequence[str], labels: Sequence[str], fast, settings, cache_dir: Path | None = None
+    ) -> AccurateClassifier:
+        """``fit`` with the training settings (``model.TrainSettings``) on ``fast``'s TF-IDF features."""
+        return cls.fit(
+            texts,
+            labels,
+            features=fast.tfidf_features,
+            embedding_weight=settings.embedding_weight,
+            c=settings.c,
+            max_iter=settings.max_iter,
+            tol=settings.accurate_tol,
+            seed=settings.seed,
+            cache_dir=cache_dir,
+            precision=settings.encoder_precision,
+        )
+
     @property
     def encoder(self) -> OnnxMiniLMEncoder:
         """The installed encoder, loaded on first use and checked against the one trained with."""

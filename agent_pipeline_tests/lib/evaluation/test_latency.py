@@ -18,8 +18,8 @@ from agent_pipeline.lib.data.datasets import load_dataset
 from agent_pipeline.lib.evaluation import metrics
 from agent_pipeline.lib.evaluation.latency import LatencyPlan, judge, judge_values, measure_interleaved
 from agent_pipeline.lib.router.agents import load_agent_registry, load_yaml
-from agent_pipeline.lib.router.calibration import CalibrationSettings
-from agent_pipeline.lib.router.model import TrainSettings, rules_from_config, train_router
+from agent_pipeline.lib.router.model import rules_from_config, train_router
+from agent_pipeline_tests.conftest import quick_train_settings
 
 
 @pytest.fixture(scope="module")
@@ -28,20 +28,12 @@ def router_and_texts():
     raw = load_yaml(settings.DEFAULT_ROUTER_CONFIG, "router config")
     train = load_dataset(settings.DEFAULT_TRAIN_DATA, agents).groupby("label", group_keys=False).head(20)
     val = load_dataset(settings.DEFAULT_VALIDATION_DATA, agents).groupby("label", group_keys=False).head(4)
-    st = TrainSettings.from_config(raw)
     router, _ = train_router(
         train,
         val,
         agents,
         rules_from_config(raw, agents),
-        TrainSettings(
-            c=st.c,
-            max_iter=100,
-            tol=st.tol,
-            seed=st.seed,
-            threshold_grid=st.threshold_grid,
-            calibration=CalibrationSettings(method="validation"),
-        ),
+        quick_train_settings(raw),
     )
     return router, list(val["text"])
 

@@ -24,8 +24,8 @@ from agent_pipeline.lib.monitoring import records as monitoring
 from agent_pipeline.lib.registry import audit, promotion
 from agent_pipeline.lib.registry.models import CHAMPION, ModelRegistry
 from agent_pipeline.lib.router.agents import load_agent_registry, load_yaml
-from agent_pipeline.lib.router.calibration import CalibrationSettings
-from agent_pipeline.lib.router.model import TrainSettings, rules_from_config, train_router
+from agent_pipeline.lib.router.model import rules_from_config, train_router
+from agent_pipeline_tests.conftest import quick_train_settings
 
 # Real subprocesses killed at seven points (minutes on a busy machine): with the other kill and
 # fault drills, run by `make test-integration` and CI, not the default suite.
@@ -62,20 +62,12 @@ def setup(tmp_path_factory):
     raw = load_yaml(settings.DEFAULT_ROUTER_CONFIG, "router config")
     train = load_dataset(settings.DEFAULT_TRAIN_DATA, agents).groupby("label", group_keys=False).head(20)
     val = load_dataset(settings.DEFAULT_VALIDATION_DATA, agents).groupby("label", group_keys=False).head(3)
-    st = TrainSettings.from_config(raw)
     router, _ = train_router(
         train,
         val,
         agents,
         rules_from_config(raw, agents),
-        TrainSettings(
-            c=st.c,
-            max_iter=100,
-            tol=st.tol,
-            seed=st.seed,
-            threshold_grid=st.threshold_grid,
-            calibration=CalibrationSettings(method="validation"),
-        ),
+        quick_train_settings(raw),
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENT_PIPELINE_", "MLFLOW_TRACKING"))}
     env.update(

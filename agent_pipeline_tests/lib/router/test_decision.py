@@ -17,7 +17,6 @@ import pytest
 from agent_pipeline.lib.core import settings
 from agent_pipeline.lib.data.datasets import load_dataset
 from agent_pipeline.lib.router.agents import load_agent_registry, load_yaml
-from agent_pipeline.lib.router.calibration import CalibrationSettings
 from agent_pipeline.lib.router.decision import (
     DECISION_COLUMNS,
     FALLBACK_ROUTE,
@@ -29,6 +28,7 @@ from agent_pipeline.lib.router.decision import (
     Rule,
 )
 from agent_pipeline.lib.router.model import TrainSettings, rules_from_config, train_router
+from agent_pipeline_tests.conftest import quick_train_settings
 
 PACKAGE = Path(__file__).resolve().parents[3] / "agent_pipeline"
 CLASSES = ["balance", "book_flight", "weather", OOS_LABEL]
@@ -125,20 +125,12 @@ def trained():
     raw = load_yaml(settings.DEFAULT_ROUTER_CONFIG, "router config")
     train = load_dataset(settings.DEFAULT_TRAIN_DATA, agents).groupby("label", group_keys=False).head(20)
     val = load_dataset(settings.DEFAULT_VALIDATION_DATA, agents)
-    st = TrainSettings.from_config(raw)
     router, _ = train_router(
         train,
         val.groupby("label", group_keys=False).head(4),
         agents,
         rules_from_config(raw, agents),
-        TrainSettings(
-            c=st.c,
-            max_iter=100,
-            tol=st.tol,
-            seed=st.seed,
-            threshold_grid=st.threshold_grid,
-            calibration=CalibrationSettings(method="validation"),
-        ),
+        quick_train_settings(raw),
     )
     return router, val
 

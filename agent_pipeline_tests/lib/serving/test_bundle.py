@@ -12,9 +12,9 @@ from agent_pipeline.lib.core import settings
 from agent_pipeline.lib.core.secrets import redact_uri
 from agent_pipeline.lib.data.datasets import load_dataset
 from agent_pipeline.lib.router.agents import load_agent_registry, load_yaml
-from agent_pipeline.lib.router.calibration import CalibrationSettings
-from agent_pipeline.lib.router.model import TrainSettings, rules_from_config, train_router
+from agent_pipeline.lib.router.model import rules_from_config, train_router
 from agent_pipeline.lib.serving import bundle as serving
+from agent_pipeline_tests.conftest import quick_train_settings
 
 
 class _Payload:
@@ -33,20 +33,12 @@ def exported(tmp_path_factory):
     raw = load_yaml(settings.DEFAULT_ROUTER_CONFIG, "router config")
     train = load_dataset(settings.DEFAULT_TRAIN_DATA, agents).groupby("label", group_keys=False).head(25)
     val = load_dataset(settings.DEFAULT_VALIDATION_DATA, agents)
-    st = TrainSettings.from_config(raw)
     router, _ = train_router(
         train,
         val.groupby("label", group_keys=False).head(5),
         agents,
         rules_from_config(raw, agents),
-        TrainSettings(
-            c=st.c,
-            max_iter=100,
-            tol=st.tol,
-            seed=st.seed,
-            threshold_grid=st.threshold_grid,
-            calibration=CalibrationSettings(method="validation"),
-        ),
+        quick_train_settings(raw),
     )
     path = tmp_path_factory.mktemp("serving") / "champion.npz"
     serving.export(router, "agent-router", "4", path, tracking_uri="postgresql://app:s3cret@db:5432/mlflow")
