@@ -71,11 +71,12 @@ def cmd_evidence(args) -> int:
 
 
 def cmd_audit_verify(args) -> int:
-    from agent_pipeline.cli import _settings
-    from agent_pipeline.lib.registry import audit
+    from agent_pipeline.cli import _registry
+    from agent_pipeline.lib.registry import promotion
 
-    home = _settings(args).home
-    result = audit.verify(home)
+    store = _registry(args)
+    home = store.home
+    result = promotion.verify_audit(store, home)
     if result.ok:
         print(result.line(home))
         return 0

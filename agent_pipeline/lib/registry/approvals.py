@@ -137,7 +137,9 @@ def approve(
             f"version {version} evaluation {evaluation_id}: gates {not_passed} did not pass "
             f"({ {g: results.get(g, 'not run') for g in not_passed} }); only a candidate whose gates passed can be approved"
         )
-    check = audit.verify(home)
+    from agent_pipeline.lib.registry.promotion import verify_audit
+
+    check = verify_audit(store, home)
     if not check.ok:
         raise ApprovalError(check.line(home))
     record = audit.append(

@@ -138,13 +138,19 @@ class Verification:
         return f"audit log {log_path(home)}: record {self.first_bad} is bad: {self.reason}"
 
 
-def verify(home: Path) -> Verification:
-    """Check every record's hash, its link to the previous one, its sequence number, and the head."""
+def verify(home: Path, anchor: str | None = None) -> Verification:
+    """Check every record's hash, its link to the previous one, its sequence number, and the head.
+
+    ``anchor``: a copy of the head kept outside the state folder (``"<seq>:<hash>"``; the registry's
+    ``audit.head`` tag, written at every champion change). The record it names must be in the log
+    with that hash: rewriting the chain and the head file together is then caught too.
+    """
     path = log_path(home)
     lines = path.read_text(encoding="utf-8").split("\n") if path.is_file() else []
     if lines and lines[-1] == "":
         lines.pop()
     prev_hash, n = GENESIS, 0
+    hashes: list[str] = []
     for i, raw in enumerate(lines, start=1):
         try:
             rec = json.loads(raw)
@@ -167,6 +173,18 @@ def verify(home: Path) -> Verification:
         if record_hash(rec) != rec["hash"]:
             return Verification(False, len(lines), i, "its content does not match its hash (the record was edited)")
         prev_hash, n = rec["hash"], i
+        hashes.append(rec["hash"])
+    if anchor:
+        seq_text, _, anchored = str(anchor).partition(":")
+        seq = int(seq_text) if seq_text.isdigit() else 0
+        if not (1 <= seq <= n and hashes[seq - 1] == anchored):
+            return Verification(
+                False,
+                n,
+                min(max(seq, 1), max(n, 1)),
+                f"the registry's copy of the head (audit.head {anchor}) is not in this log: the log was rewritten or "
+                "replaced since that champion change (restore it from a backup)",
+            )
     head = head_path(home)
     if head.is_file():
         h = json.loads(head.read_text())

@@ -129,10 +129,30 @@ def _commit(store, home: Path, txn: dict[str, Any], recovery: str = "") -> dict[
     _pause_point(home, "audit", txn.get("pause_after"))
     tag = "promoted" if txn["action"] == "promote" else "rolled_back_to"
     store.set_version_tags(txn["version"], {f"{tag}_at": txn["time"], f"{tag}_by": txn["user"]})
-    store.client.set_registered_model_tag(store.model_name, "audit.head", f"{record['seq']}:{record['hash']}")
+    store.client.set_registered_model_tag(store.model_name, AUDIT_ANCHOR_TAG, f"{record['seq']}:{record['hash']}")
     intent_path(home).unlink(missing_ok=True)
     _pause_point(home, "done", txn.get("pause_after"))
     return record
+
+
+AUDIT_ANCHOR_TAG = "audit.head"  # the registry's copy of the audit head, written at every champion change
+
+
+def audit_anchor(store) -> str | None:
+    """The registry's copy of the audit head (None before the first champion change)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return store.client.get_registered_model(store.model_name).tags.get(AUDIT_ANCHOR_TAG)
+    except MlflowException as exc:
+        if getattr(exc, "error_code", "") == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise
+
+
+def verify_audit(store, home: Path) -> audit.Verification:
+    """``audit.verify`` against the state folder's head and the registry's copy of it."""
+    return audit.verify(home, anchor=audit_anchor(store))
 
 
 def recover(store, home: Path) -> dict[str, Any] | None:
@@ -188,7 +208,7 @@ def change_champion(
     pause_after: str | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """Make ``version`` the champion as one transaction; returns (commit record, recovery done first)."""
-    check = audit.verify(home)
+    check = verify_audit(store, home)
     if not check.ok:
         raise RegistryError(f"{check.line(home)}; champion changes are refused until the audit log verifies")
     with champion_lock(home):
@@ -243,7 +263,7 @@ def doctor(store, home: Path, repair: bool = False) -> list[tuple[str, str]]:
     from agent_pipeline.lib.monitoring import records as monitoring
 
     out: list[tuple[str, str]] = []
-    check = audit.verify(home)
+    check = verify_audit(store, home)
     out.append(("ok" if check.ok else "problem", check.line(home)))
     txn = read_intent(home)
     if txn is not None:
@@ -387,7 +407,7 @@ def bless_version(store, home: Path, policy, version: str, by: str, reason: str)
             f"({', '.join(g for g in policy.required_gates if g != 'human_approval')}) passed: only a version that "
             "passed its gates can become the baseline"
         )
-    check = audit.verify(home)
+    check = verify_audit(store, home)
     if not check.ok:
         raise RegistryError(f"{check.line(home)}; blessing is refused until the audit log verifies")
     info = evaluation.bless_latest(home, version, by, reason)

@@ -84,6 +84,25 @@ def test_rehashed_edit_breaks_the_next_link(tmp_path):
     assert (v.ok, v.first_bad) == (False, 3)
 
 
+def test_a_chain_rewritten_with_its_head_is_caught_by_the_registry_copy(tmp_path):
+    """Whoever can write the state folder can rebuild the whole chain and the head file; the copy of
+    the head kept in the registry (``audit.head``, at each champion change) still names the
+    original record."""
+    recs = fill(tmp_path)
+    anchor = f"{recs[2]['seq']}:{recs[2]['hash']}"  # the registry's copy after the third record
+    assert audit.verify(tmp_path, anchor=anchor).ok
+    original = [json.loads(r) for r in lines(tmp_path)]
+    audit.log_path(tmp_path).unlink()
+    audit.head_path(tmp_path).unlink()
+    for rec in original:  # the same story with one word changed, re-chained through the API
+        audit.append(tmp_path, {k: v for k, v in rec.items() if k not in ("seq", "prev_hash", "hash", "time")}
+                     | ({"user": "mallory"} if rec["seq"] == 2 else {}))  # fmt: skip
+    assert audit.verify(tmp_path).ok  # consistent in itself
+    v = audit.verify(tmp_path, anchor=anchor)
+    assert (v.ok, v.first_bad) == (False, 3) and "registry's copy of the head" in v.reason
+    assert not audit.verify(tmp_path, anchor="9:" + "0" * 64).ok  # a head beyond the log's end
+
+
 def _writer(home: str, who: int, n: int) -> None:
     from pathlib import Path
 
