@@ -3,7 +3,7 @@
 ``make setup`` installs a one-line ``.pth`` file that imports this module at interpreter start,
 so ``dagster``, ``dagster-daemon``, ``agent-pipeline`` and Dagster's step subprocesses all see
 the same instance without anyone exporting variables. An explicit ``DAGSTER_HOME`` wins.
-The instance's ``dagster.yaml`` is copied from ``deploy/dagster.local.yaml`` when missing (and, in the
+The instance's ``dagster.yaml`` is copied from the repository's ``dagster.yaml`` when missing (and, in the
 folder this module manages, when outdated); an explicit ``DAGSTER_HOME``'s file is never replaced.
 Kept tiny and import-free beyond the standard library: it runs in every process.
 """
@@ -23,7 +23,7 @@ def apply() -> None:
     if managed:
         os.environ["DAGSTER_HOME"] = str(home / "dagster")
     target = Path(os.environ["DAGSTER_HOME"])
-    source = root / "deploy" / "dagster.local.yaml"
+    source = root / "dagster.yaml"
     try:
         wanted = source.read_text()
         present = (target / "dagster.yaml").is_file()

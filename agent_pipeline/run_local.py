@@ -21,6 +21,10 @@ from pathlib import Path
 from agent_pipeline.lib.core import processes, settings
 
 BIN = Path(sys.executable).parent
+# `dagster dev` warns when the folder it runs in holds a dagster.yaml that is not DAGSTER_HOME's,
+# saying the file "will not be used". The repository's dagster.yaml is the template that
+# agent_pipeline._home copies into DAGSTER_HOME, so it is used: the line is dropped.
+MISLEADING_WARNING = b"Found a dagster instance configuration value"
 
 
 def mlflow_command(home: Path, host: str, port: int) -> list[str] | None:
@@ -93,7 +97,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         os.environ.setdefault("AGENT_PIPELINE_MLFLOW_UI_URL", mlflow_url)
     dagster_cmd = [str(BIN / "dg"), "dev", "--host", args.host, "--port", str(args.port)]
-    children.append(("dagster", processes.start_group(dagster_cmd, env=dict(os.environ), cwd=settings.PROJECT_ROOT)))
+    dagster = processes.start_group(dagster_cmd, env=dict(os.environ), cwd=settings.PROJECT_ROOT, pipe=True)
+    processes.forward_output(dagster, sys.stdout.buffer, drop=(MISLEADING_WARNING,))
+    children.append(("dagster", dagster))
 
     print(f"state folder  {home}", flush=True)
     print(f"Dagster UI    http://{args.host}:{args.port}", flush=True)

@@ -401,7 +401,7 @@ def pipeline(quick: bool, ctx: dict) -> list[Figure]:
             "AGENT_PIPELINE_VALIDATION_DATA": str(tmp / "val.csv"),
         }
         (home / "dagster").mkdir(parents=True)
-        shutil.copy(ROOT / "deploy" / "dagster.local.yaml", home / "dagster" / "dagster.yaml")
+        shutil.copy(ROOT / "dagster.yaml", home / "dagster" / "dagster.yaml")
         selection = "group:datasets or group:training or key:candidate_evaluation or key:champion_model"
         t0 = time.perf_counter()
         subprocess.run(

@@ -6,12 +6,24 @@ arrive, the landing sensor ingests them and their drift reports find nothing; th
 drift sensor asks for one retraining run. That run learns from the reviewed feedback in the
 inference log, and the gates promote its candidate or block it with their reasons.
 
+The days are the six before today (the drift and replay windows count back from now), but the
+requests are drawn relative to the first of them (seed 20261125), so every run of the demo routes
+the same requests, on whatever date it runs.
+
 Everything is the production machinery: ``dagster-daemon run`` (started here as a subprocess on
 the state folder's instance) evaluates the sensors and launches their runs through the
 instance's queued run coordinator and run launcher; the bootstrap run is launched with
 ``dagster job launch``. This script only writes the traffic (as a serving process would) and
 reads what happened back from the instance (runs, events, materializations). The sensors tick
 every ``AGENT_PIPELINE_SENSOR_INTERVAL_SECONDS`` (30 s in production; the demo sets 5 s).
+
+Thresholds: the demo's subject is the loop, not the calibration, so its routers choose their
+fallback threshold on the validation split (``threshold.method: validation``, one fit per
+training) instead of the default cross-validation (``lib/router/calibration.py``: five more fits,
+about 70 s per training on 2 cores, which would put the demo past 5 minutes). The configured
+router config is copied into the state folder with that one change (``router.demo.yaml``,
+``AGENT_PIPELINE_ROUTER_CONFIG`` for the daemon and its runs); ``--calibration config`` keeps the
+config as it is. Every gate runs as in production, the sealed holdout included.
 
 State folder: ``--home``, else ``$AGENT_PIPELINE_HOME/demo-<UTC timestamp>`` (a relative
 ``AGENT_PIPELINE_HOME`` is relative to the current directory; default ``.agent_pipeline``).
@@ -103,6 +115,33 @@ def use_home(home: Path) -> list[str]:
 
     _home.apply()  # copies dagster.yaml into the new DAGSTER_HOME
     return notes
+
+
+def demo_router_config(home: Path, calibration: str) -> str | None:
+    """With ``calibration == "validation"``: the configured router config with
+    ``threshold.method: validation``, written to ``<home>/router.demo.yaml`` and exported as
+    ``AGENT_PIPELINE_ROUTER_CONFIG``. Returns a line saying what was used (None: nothing changed)."""
+    import yaml
+
+    from agent_pipeline.lib.core.settings import Settings
+
+    source = Settings.from_env(os.environ).router_config
+    raw = yaml.safe_load(source.read_text(encoding="utf-8")) or {}
+    method = (raw.get("threshold") or {}).get("method", "cross_validation")
+    if calibration == "config" or method == "validation":
+        return None
+    raw.setdefault("threshold", {})["method"] = "validation"
+    target = home / "router.demo.yaml"
+    target.write_text(
+        f"# {source} with threshold.method: validation (scripts/demo.py --calibration)\n"
+        + yaml.safe_dump(raw, sort_keys=False),
+        encoding="utf-8",
+    )
+    os.environ["AGENT_PIPELINE_ROUTER_CONFIG"] = str(target)
+    return (
+        f"router config: {source} with thresholds chosen on validation ({target.name}); "
+        "--calibration config keeps its cross-validation (about 2 more minutes)"
+    )
 
 
 def quiet_logs() -> None:
@@ -281,6 +320,7 @@ class Demo:
     retrain_runs: list[str] = field(default_factory=list)
     landing_files: dict[str, Path] = field(default_factory=dict)
     seen: set[str] = field(default_factory=set)
+    day_origin: date | None = None  # the first simulated day: traffic is drawn relative to it
 
     # printing
     def event(self, text: str) -> None:
@@ -320,6 +360,7 @@ class Demo:
             seed=SEED,
             rows_per_day=self.rows_per_day,
             landing=settings.landing_dir(self.home),
+            day_origin=self.day_origin,
         )
         for p in paths:
             self.landing_files[p.name[:10]] = p
@@ -452,6 +493,7 @@ class Demo:
     def run(self) -> int:
         today = datetime.now(UTC).date()
         stable_start = today - timedelta(days=2 * DAYS_PER_PHASE)
+        self.day_origin = stable_start  # the same requests whatever today's date is
         new_topic_start = today - timedelta(days=DAYS_PER_PHASE)
 
         print("\n== 1. bootstrap: train, evaluate, gate and promote the first champion", flush=True)
@@ -567,6 +609,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--rows-per-day", type=int, default=1000, help=f"simulated requests per day (at least {MIN_ROWS_PER_DAY})"
     )
+    p.add_argument(
+        "--calibration",
+        choices=("validation", "config"),
+        default="validation",
+        help="how the routers choose their fallback threshold: on the validation split (default: the demo's "
+        "subject is the loop) or as the router config says (cross-validation by default; slower)",
+    )
     p.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds (default 600)")
     return p
 
@@ -585,6 +634,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     notes = use_home(home)
+    changed = demo_router_config(home, args.calibration)
+    if changed:
+        notes.insert(0, changed)
     print(f"state folder (AGENT_PIPELINE_HOME): {home}")
     print(f"Dagster instance (DAGSTER_HOME):    {os.environ['DAGSTER_HOME']}")
     for note in notes:

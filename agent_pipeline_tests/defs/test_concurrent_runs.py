@@ -1,7 +1,7 @@
 """Concurrent ``train_and_promote_job`` runs on one real instance never mix their models.
 
 Each run is a separate OS process executing the job against the same ``DAGSTER_HOME`` (SQLite
-instance with the repository's ``deploy/dagster.local.yaml``: the ``promotion`` pool limit of 1) and the same
+instance with the repository's ``dagster.yaml``: the ``promotion`` pool limit of 1) and the same
 MLflow registry and state folder, as runs launched by the daemon would. First two runs at once,
 then three at once, one of them the run request of ``drift_retrain_sensor`` evaluated on a real
 drift event. For every run: the version its ``router_candidate`` registered is the version its
@@ -157,7 +157,7 @@ def concurrent_story(small_inputs, tmp_path_factory):
     root = tmp_path_factory.mktemp("concurrent")
     home = root / "home"
     (home / "dagster").mkdir(parents=True)
-    shutil.copy(settings.PROJECT_ROOT / "deploy" / "dagster.local.yaml", home / "dagster" / "dagster.yaml")
+    shutil.copy(settings.PROJECT_ROOT / "dagster.yaml", home / "dagster" / "dagster.yaml")
     # Latency is judged elsewhere (test_latency.py); three training runs on two shared cores must
     # not turn this test into a latency lottery.
     policy = yaml.safe_load(small_inputs.policy_config.read_text())

@@ -1,7 +1,7 @@
 """Runs SIGKILLed from outside at the step boundaries of training and evaluation.
 
 The production path, for real: a code server (``dagster api grpc``) and ``dagster-daemon run``
-on one SQLite instance with the repository's ``deploy/dagster.local.yaml`` (queued run coordinator, run
+on one SQLite instance with the repository's ``dagster.yaml`` (queued run coordinator, run
 monitoring on); runs are submitted with ``dagster job launch`` and executed by a run worker
 that the code server starts. The test waits in the run's event log for a boundary, kills the
 run worker with SIGKILL, and then checks what an operator would see:
@@ -14,7 +14,7 @@ run worker with SIGKILL, and then checks what an operator would see:
 
 A last case kills a run that nobody supervises (``execute_in_process`` in a plain process):
 only the daemon's run monitoring can end it, by its maximum runtime (set per run with the tag
-``dagster/max_runtime_seconds``, for every run in ``deploy/dagster.local.yaml``).
+``dagster/max_runtime_seconds``, for every run in ``dagster.yaml``).
 """
 
 from __future__ import annotations
@@ -135,7 +135,7 @@ def harness(small_inputs, tmp_path_factory):
     root = tmp_path_factory.mktemp("kill")
     home = root / "home"
     (home / "dagster").mkdir(parents=True)
-    cfg = yaml.safe_load((settings.PROJECT_ROOT / "deploy" / "dagster.local.yaml").read_text())
+    cfg = yaml.safe_load((settings.PROJECT_ROOT / "dagster.yaml").read_text())
     cfg["run_monitoring"]["poll_interval_seconds"] = 5  # the repository's 60 s, shortened for the test
     cfg["run_coordinator"]["config"] = {"dequeue_interval_seconds": 1}
     (home / "dagster" / "dagster.yaml").write_text(yaml.safe_dump(cfg))

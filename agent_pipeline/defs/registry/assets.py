@@ -24,7 +24,7 @@ class PromotionConfig(dg.Config):
     evaluation_id: str = ""
 
 
-# Promotions are serialized across runs by the "promotion" pool (limit 1: deploy/dagster.local.yaml,
+# Promotions are serialized across runs by the "promotion" pool (limit 1: dagster.yaml,
 # `concurrency: pools: default_limit`), so the champion read below is the one being replaced.
 @dg.asset(group_name="registry", kinds={"mlflow"}, owners=["team:ml-platform"], pool="promotion")
 @traced

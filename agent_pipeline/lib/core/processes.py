@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,9 +33,11 @@ def start_group(
     cwd: str | Path | None = None,
     log_path: str | Path | None = None,
     user: str | None = None,
+    pipe: bool = False,
 ) -> subprocess.Popen:
     """``argv`` in a new session (its pid is the group id), signals reset, output to ``log_path``
-    (truncated; inherited when None), as ``user`` when given (the caller must be root)."""
+    (truncated; inherited when None; with ``pipe``, stdout and stderr together on ``proc.stdout``),
+    as ``user`` when given (the caller must be root)."""
     out = open(log_path, "wb") if log_path else None  # noqa: SIM115 - the child keeps it open
     try:
         return subprocess.Popen(
@@ -42,8 +45,8 @@ def start_group(
             env=env,
             cwd=str(cwd) if cwd else None,
             stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT if out else None,
+            stdout=out or (subprocess.PIPE if pipe else None),
+            stderr=subprocess.STDOUT if out or pipe else None,
             start_new_session=True,
             preexec_fn=_reset_signals,  # noqa: PLW1509 - only signal calls, no locks
             user=user,
@@ -53,6 +56,21 @@ def start_group(
     finally:
         if out:
             out.close()
+
+
+def forward_output(proc: subprocess.Popen, sink, drop: Sequence[bytes] = ()) -> threading.Thread:
+    """Copy ``proc``'s piped output to ``sink`` (a binary stream) line by line, leaving out lines
+    containing any of ``drop``; in a daemon thread that ends with the output."""
+
+    def copy() -> None:
+        for line in iter(proc.stdout.readline, b""):
+            if not any(marker in line for marker in drop):
+                sink.write(line)
+                sink.flush()
+
+    thread = threading.Thread(target=copy, name=f"output-{proc.pid}", daemon=True)
+    thread.start()
+    return thread
 
 
 def _group_of(user: str) -> int:

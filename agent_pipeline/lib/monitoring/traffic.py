@@ -23,7 +23,8 @@ requests carry ``reviewed_label`` = the pool's true label, as human feedback wou
 One JSON Lines file per day lands in the landing folder, named
 ``<YYYY-MM-DD>-<scenario>-s<seed>.jsonl``, with exactly ``monitoring.RECORD_COLUMNS`` per row.
 Files are written to a hidden temporary name and renamed, so a sensor never sees half a file.
-Everything except ``latency_ms`` is a function of (seed, day, scenario, pool, model).
+Everything except ``latency_ms`` is a function of (seed, day, scenario, pool, model); with
+``day_origin``, the drawn requests depend on the day's offset from it rather than on its date.
 """
 
 from __future__ import annotations
@@ -109,16 +110,21 @@ def simulate(
     rows_per_day: int = 1000,
     review_share: float = 0.2,
     landing: Path,
+    day_origin: date | None = None,
 ) -> list[Path]:
     """Route ``days`` days of ``scenario`` traffic from ``pool`` with ``model``; one landing file per day.
 
     ``model`` needs ``.version`` and ``.route_one(text) -> dict`` (``route``, ``agent``,
     ``decided_label``, ``confidence``, ``fallback``), e.g. ``registry.LoadedModel``. Texts are
     drawn with replacement. Returns the written paths, in day order; an existing file of the
-    same day, scenario and seed is replaced.
+    same day, scenario and seed is replaced. Each day's draw is keyed on its calendar date; with
+    ``day_origin`` (on or before ``start``) on its distance in days from that date instead, so a
+    story told relative to today (the demo) draws the same requests on whatever date it runs.
     """
     if days < 1 or rows_per_day < 1:
         raise TrafficError(f"days ({days}) and rows_per_day ({rows_per_day}) must be at least 1")
+    if day_origin is not None and day_origin > start:
+        raise TrafficError(f"day_origin ({day_origin}) must not be after start ({start})")
     if not 0.0 <= review_share <= 1.0:
         raise TrafficError(f"review_share ({review_share}) must be between 0 and 1")
     pool = _with_pool_column(pool, "traffic pool")
@@ -134,7 +140,8 @@ def simulate(
     paths = []
     for d, mix in enumerate(mixes):
         day = start + timedelta(days=d)
-        rng = np.random.default_rng([seed, day.toordinal(), SCENARIOS.index(scenario)])
+        day_key = day.toordinal() if day_origin is None else (day - day_origin).days
+        rng = np.random.default_rng([seed, day_key, SCENARIOS.index(scenario)])
         texts, labels = _draw(pools, mix, rows_per_day, rng)
         reviewed = np.zeros(rows_per_day, dtype=bool)
         reviewed[rng.choice(rows_per_day, size=round(review_share * rows_per_day), replace=False)] = True

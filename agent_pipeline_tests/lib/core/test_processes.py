@@ -72,3 +72,24 @@ def test_redact_uri_hides_the_password_only():
     )
     assert redact_uri("sqlite:////tmp/x/mlflow.db") == "sqlite:////tmp/x/mlflow.db"
     assert redact_uri("http://mlflow.internal:5000") == "http://mlflow.internal:5000"
+
+
+def test_piped_output_is_forwarded_line_by_line_without_the_dropped_lines():
+    import io
+
+    from agent_pipeline import run_local
+
+    script = (
+        "import sys\n"
+        "print('dagster - INFO - Serving dagster-webserver')\n"
+        "print('dagster - WARNING - Found a dagster instance configuration value (dagster.yaml) in the current folder')\n"
+        "print('to stderr too', file=sys.stderr)\n"
+    )
+    proc = processes.start_group([sys.executable, "-c", script], pipe=True)
+    sink = io.BytesIO()
+    processes.forward_output(proc, sink, drop=(run_local.MISLEADING_WARNING,)).join(timeout=30)
+    assert proc.wait(timeout=30) == 0
+    assert sorted(sink.getvalue().decode().splitlines()) == [
+        "dagster - INFO - Serving dagster-webserver",
+        "to stderr too",
+    ]
