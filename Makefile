@@ -21,7 +21,7 @@ help:
 	@echo "make run     Dagster UI + daemon on http://$(HOST):$(PORT), MLflow UI on http://$(HOST):$(MLFLOW_PORT)"
 	@echo "make test    the test suite (what CI runs first)"
 	@echo "make test-integration  tests against real Postgres, Redis, Celery workers and Chromium"
-	@echo "make test-drills       the long fault drills (concurrent runs, kills, daemon demo)"
+	@echo "make test-drills       the long fault drills (concurrent runs, kills at every step)"
 	@echo "make demo    the lifecycle, headless, in a fresh state folder"
 	@echo "make bench   the benchmarks (bench/)"
 
@@ -49,7 +49,7 @@ test: setup
 test-integration: setup
 	$(BIN)/python -m pytest -m "integration and not drill" -v
 
-# The long fault drills (concurrent runs, SIGKILL at every step boundary, the daemon demo):
+# The long fault drills (concurrent runs, SIGKILL at every step boundary):
 # 10-40 minutes on 2 cores; run before a release, not on every CI run.
 test-drills: setup
 	$(BIN)/python -m pytest -m drill -v
