@@ -412,6 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("simulate-traffic", help="route held-out traffic with the champion into daily landing files")
     sp.add_argument("--start", required=True, help="first day, YYYY-MM-DD (UTC)")
     sp.add_argument("--days", type=int, default=1)
+    # lib/monitoring/traffic.SCENARIOS, spelled out: importing it (pandas) would slow every command's start.
     sp.add_argument("--scenario", required=True, choices=["stable", "new-topic", "oos-surge"])
     sp.add_argument("--seed", type=int, required=True)
     sp.add_argument("--rows-per-day", type=int, default=1000)

@@ -15,12 +15,13 @@ run of that asset's latest materialization, named in the step's log.
 
 from __future__ import annotations
 
-import os
 import pickle
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
+
+from agent_pipeline.lib.core.files import atomic_path
 
 
 def value_path(base: Path, run_id: str, asset_key: dg.AssetKey, partition: str | None = None) -> Path:
@@ -39,13 +40,8 @@ class RunScopedStore(dg.IOManager):
             return
         partition = context.partition_key if context.has_partition_key else None
         path = value_path(self.base, context.run_id, context.asset_key, partition)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with tmp.open("wb") as fh:
+        with atomic_path(path) as tmp, tmp.open("wb") as fh:
             pickle.dump(obj, fh, protocol=pickle.HIGHEST_PROTOCOL)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
         context.add_output_metadata({"stored_at": dg.MetadataValue.path(str(path))})
 
     def load_input(self, context: dg.InputContext) -> Any:

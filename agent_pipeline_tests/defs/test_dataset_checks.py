@@ -116,6 +116,21 @@ def test_training_minimum_per_label_applies_to_training_only(tmp_path, small_inp
     assert as_eval_set.passed, as_eval_set.description
 
 
+@pytest.mark.parametrize("column", ["text", "label"])
+def test_training_file_without_a_required_column_is_named_by_the_check(tmp_path, small_inputs, column):
+    """No KeyError on the way: the asset hands the frame to its check, which names the column."""
+    df = pd.read_csv(small_inputs.train, dtype=str, keep_default_na=False).drop(columns=[column])
+    path = write(df, tmp_path / "train_no_column.csv")
+    files = RouterFiles(train_path=str(path))
+    frame = assets.training_examples(
+        dg.build_asset_context(), files=files, state=StateFolder(home=str(tmp_path / "state"))
+    ).value
+    result = checks.training_examples_expectations(files=files, dataset=frame)
+    assert not result.passed
+    assert f"{path}: has_required_columns failed: missing required column(s) {column!r}" in result.description
+    assert "optional: expected_route, id, tags" in result.description
+
+
 def test_golden_disjoint_from_training_passes_leakage_check(small_inputs, training):
     result = checks.golden_eval_set_no_leakage(training_examples=training, dataset=golden_frame(small_inputs.golden))
     assert result.passed, result.description

@@ -113,3 +113,24 @@ def test_lib_does_not_read_the_environment():
             ):
                 bad.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert not bad, "lib/ reads the environment at:\n" + "\n".join(bad)
+
+
+def test_files_are_replaced_only_by_the_atomic_write_helper():
+    """One atomic-write helper (lib/core/files.py): no other module of the package renames a
+    temporary file over its target itself (``os.replace``/``os.rename``, ``Path.replace``/``rename``
+    with a path argument). ``agent_pipeline/_home.py`` is the one exception: it runs at interpreter
+    start and imports nothing of the package."""
+    allowed = {LIB / "core" / "files.py", ROOT / "agent_pipeline" / "_home.py"}
+    bad = []
+    for path in sorted((ROOT / "agent_pipeline").rglob("*.py")):
+        if path in allowed:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                continue
+            name, owner = node.func.attr, getattr(node.func.value, "id", "")
+            if (owner == "os" and name in ("replace", "rename")) or (
+                name in ("replace", "rename") and len(node.args) == 1 and not node.keywords
+            ):
+                bad.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not bad, "files replaced outside lib/core/files.py at:\n" + "\n".join(bad)

@@ -53,6 +53,10 @@ def training_examples(
     registry = files.registry()
     with config_failure(files.train_path):
         curated = datasets.load_dataset(files.train_path, registry, id_prefix="train")
+    absent = [c for c in datasets.REQUIRED_COLUMNS if c not in curated.columns]
+    if absent:  # training_examples_passes_dataset_expectations names them (and the optional ones)
+        context.log.warning("%s: no %s column; reviewed feedback not merged", files.train_path, " or ".join(absent))
+        return dataset_output(curated, files.train_path)
     reviewed = feedback.reviewed_examples(state.path, registry, exclude_texts=curated["text"])
     eval_frames = []
     for path in (files.validation_path, files.golden_path):
@@ -99,7 +103,8 @@ def golden_eval_set(files: RouterFiles) -> dg.Output[pd.DataFrame]:
 def safety_probes(files: RouterFiles) -> dg.Output[pd.DataFrame]:
     """Adversarial probes (injection, jailbreak, agent mimicry, obfuscation, personal data, abuse)
     that must take the fallback; the ``safety_probes_pass`` gate measures the attack success rate."""
-    df = datasets.load_dataset(files.safety_probes_path, files.registry(), id_prefix="probe")
+    with config_failure(files.safety_probes_path):
+        df = datasets.load_dataset(files.safety_probes_path, files.registry(), id_prefix="probe")
     tags = df["tags"].str.split(";")
     return dataset_output(
         df,

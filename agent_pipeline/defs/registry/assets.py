@@ -8,9 +8,10 @@ from agent_pipeline.defs.tracing import traced
 from agent_pipeline.lib.core.errors import RegistryError
 from agent_pipeline.lib.evaluation import runs as evaluation
 from agent_pipeline.lib.monitoring import records as monitoring
-from agent_pipeline.lib.registry import approvals, audit, evidence, promotion
+from agent_pipeline.lib.registry import audit, evidence, promotion
 from agent_pipeline.lib.registry.models import CHAMPION
 from agent_pipeline.lib.registry.ordering import ALLOW_OLDER_TAG, refuse_older_candidate
+from agent_pipeline.lib.registry.verdict import promotion_verdict as verdict_of
 
 
 class PromotionConfig(dg.Config):
@@ -65,30 +66,21 @@ def champion_model(
     else:
         summary = candidate_evaluation
     version, eval_id = str(summary["version"]), summary["evaluation_id"]
-    rolled_back = store.version_info(version)["tags"].get("rolled_back_at")
-    if rolled_back:
+    try:
+        verdict = verdict_of(store, state.path, pol, version, eval_id)
+    except RegistryError as exc:
+        message = str(exc)
         raise dg.Failure(
-            description=f"version {version} was rolled back at {rolled_back}; train a new candidate (or promote it "
-            "explicitly after review) instead of re-promoting it from an old evaluation; the champion is unchanged"
-        )
-    required = list(pol.required_gates)
-    results = store.gate_results(version, eval_id)
-    content = store.content_hash(version)
-    if approvals.GATE in required:
-        try:
-            live = approvals.verdict(state.path, pol, version, content, eval_id)
-        except RegistryError as exc:
-            raise dg.Failure(description=f"version {version} not promoted: {exc}") from None
-        results[approvals.GATE] = "passed" if live.passed else "failed"
-    missing = [g for g in required if g not in results]
-    failed = [g for g in required if g in results and results[g] != "passed"]
-    if missing or failed:
-        hint = f" ({live.description})" if approvals.GATE in failed else ""
+            description=message
+            if message.startswith(f"version {version}")
+            else f"version {version} not promoted: {message}"
+        ) from None
+    if not verdict.passed:
         raise dg.Failure(
-            description=f"version {version} not promoted: gates failed {failed or '[]'}, not run {missing or '[]'} "
-            f"for evaluation {eval_id} (required by the policy: {', '.join(required)}){hint}; the champion is unchanged",
-            metadata={"gate_results": dg.MetadataValue.json(results), "required_gates": required},
+            description=verdict.refusal(),
+            metadata={"gate_results": dg.MetadataValue.json(verdict.results), "required_gates": verdict.required},
         )
+    required, results, content = verdict.required, verdict.results, verdict.content_sha256
     try:
         refuse_older_candidate(
             version, store.alias_version(CHAMPION), allow_older=context.run.tags.get(ALLOW_OLDER_TAG) == "true"

@@ -11,11 +11,12 @@ text would otherwise split its row). Files are written atomically.
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from agent_pipeline.lib.core.files import atomic_path
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _ESCAPE = "'"
@@ -42,13 +43,10 @@ def write_csv(df: pd.DataFrame, path: Path | str, **kwargs) -> Path:
         if out[col].dtype == object or pd.api.types.is_string_dtype(out[col]):
             out[col] = out[col].map(neutralise)
     out.columns = [neutralise(str(c)) for c in out.columns]
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     # Every text cell quoted: pandas leaves a lone CR unquoted, which splits the row on reading.
-    out.to_csv(tmp, index=False, **{"quoting": csv.QUOTE_NONNUMERIC, **kwargs})
-    os.replace(tmp, path)
-    return path
+    with atomic_path(path) as tmp:
+        out.to_csv(tmp, index=False, **{"quoting": csv.QUOTE_NONNUMERIC, **kwargs})
+    return Path(path)
 
 
 def read_csv(path: Path | str) -> pd.DataFrame:

@@ -10,16 +10,19 @@ import math
 from collections.abc import Iterable, Sequence
 
 
-def cell(value: object, floatfmt: str = ".4g") -> str:
+def cell(value: object, floatfmt: str = ".4g", undefined: str = "") -> str:
+    """One cell: floats formatted with ``floatfmt``, NaN as ``undefined``, ``|`` and newlines escaped."""
     if isinstance(value, float):
-        return "" if math.isnan(value) else format(value, floatfmt)
+        return undefined if math.isnan(value) else format(value, floatfmt)
     return str(value).replace("|", "\\|").replace("\r", " ").replace("\n", " ")
 
 
-def table(header: Sequence[object], rows: Iterable[Sequence[object]], floatfmt: str = ".4g") -> str:
-    """A markdown table of ``rows`` under ``header``."""
+def table(
+    header: Sequence[object], rows: Iterable[Sequence[object]], floatfmt: str = ".4g", undefined: str = ""
+) -> str:
+    """A markdown table of ``rows`` under ``header`` (NaN cells read ``undefined``)."""
     lines = ["| " + " | ".join(cell(h) for h in header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell(v, floatfmt) for v in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(cell(v, floatfmt, undefined) for v in row) + " |" for row in rows]
     return "\n".join(lines)
 
 

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from agent_pipeline.lib.core import markdown, settings
+from agent_pipeline.lib.core.files import atomic_write
 from agent_pipeline.lib.data import datasets
 from agent_pipeline.lib.evaluation import runs as evaluation
 from agent_pipeline.lib.registry.policy import LatencyGate, RegressionGate
@@ -80,10 +80,7 @@ def write_gate_record(
         **({"error": error} if error else {}),
     }
     path = folder / f"{name}.json"
-    tmp = path.with_suffix(f".json.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return atomic_write(path, json.dumps(doc, indent=2, sort_keys=True) + "\n")
 
 
 def read_gate_records(evaluation_path: Path | str) -> dict[str, dict[str, Any]]:
@@ -92,6 +89,32 @@ def read_gate_records(evaluation_path: Path | str) -> dict[str, dict[str, Any]]:
     if not folder.is_dir():
         return {}
     return {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in sorted(folder.glob("*.json"))}
+
+
+def gate_standing(store, home: Path, version: str, evaluation_id: str) -> tuple[dict[str, str], list[str]]:
+    """Gate -> ``"passed"``/``"failed"`` for one evaluation of ``version``, from two witnesses.
+
+    Every gate leaves its verdict twice: the ``gate.<name>`` tag on the registry version and
+    ``gates/<name>.json`` in the evaluation folder of the state folder (``lib/evaluation/gates.py``).
+    A gate counts only where both exist and agree: one witness alone (a crash between the two
+    writes, a tag set by hand) leaves the gate out, i.e. not run; two that disagree make it
+    ``"failed"``, and its name is returned in the second value (someone edited one of them).
+    """
+    registry = store.gate_results(version, evaluation_id)
+    docs = read_gate_records(evaluation.evaluation_dir(home, version, evaluation_id))
+    recorded = {
+        g: "passed" if d.get("passed") is True else "failed"
+        for g, d in docs.items()
+        if str(d.get("version")) == str(version) and d.get("evaluation_id") == evaluation_id
+    }
+    standing, disagreeing = {}, []
+    for gate in sorted(registry.keys() & recorded.keys()):
+        if registry[gate] == recorded[gate]:
+            standing[gate] = registry[gate]
+        else:
+            standing[gate] = "failed"
+            disagreeing.append(gate)
+    return standing, disagreeing
 
 
 # -- the gates ---------------------------------------------------------------------------------

@@ -136,8 +136,10 @@ def judge(
     items = route_items(model, {"holdout": scored}) if len(scored) else None
     metrics = m.finite_metrics(m.compute_metrics(items)) if items is not None else {}
     failures: list[str] = []
-    share = float(leaked.mean()) if len(holdout) else 0.0
-    if share > max_leaked_share:
+    share = float(leaked.mean()) if len(holdout) else float("nan")
+    if not len(holdout):
+        failures.append("the holdout has no rows: nothing to judge the candidate on")
+    elif share > max_leaked_share:
         failures.append(
             f"{int(leaked.sum())} of {len(holdout)} holdout texts ({share:.1%}) are in the training data "
             f"(> {max_leaked_share:.1%}): the holdout cannot judge this candidate"

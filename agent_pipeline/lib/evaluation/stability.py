@@ -112,8 +112,10 @@ def judge(
         .head(max_cases)
     )
     n, n_flaky = len(items), int(flaky.sum())
-    rate = n_flaky / n if n else 0.0
-    if ours:
+    rate = n_flaky / n if n else float("nan")  # undefined without cases, not 0
+    if not n:
+        passed, description = False, "no evaluation cases to route: stability cannot be judged (fail closed)"
+    elif ours:
         passed = all(fp == fingerprint for fp in fps) and n_flaky == 0 and n_mismatch == 0
         description = (
             f"exact: {repeats} repeat(s) of {n} cases give the evaluation's decisions; the single-request path "
@@ -130,6 +132,6 @@ def judge(
             f"{float(agreement.mean()):.3f}"
         )
     return StabilityJudgement(
-        passed, ours, description, repeats, n, n_flaky, rate, float(agreement.mean()) if n else 1.0,
-        float(agreement.min()) if n else 1.0, fps, n_mismatch, flaky_cases,
+        passed, ours, description, repeats, n, n_flaky, rate, float(agreement.mean()) if n else float("nan"),
+        float(agreement.min()) if n else float("nan"), fps, n_mismatch, flaky_cases,
     )  # fmt: skip

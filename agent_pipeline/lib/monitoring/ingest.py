@@ -104,7 +104,7 @@ class IngestResult:
     def to_metadata(self) -> dict[str, Any]:
         """Plain values for Dagster metadata: counts, rates as floats, paths, reasons."""
         out = asdict(self)
-        out["quarantined_share"] = self.n_quarantined / self.n_rows if self.n_rows else 0.0
+        out["quarantined_share"] = self.n_quarantined / self.n_rows if self.n_rows else float("nan")
         out["reasons"] = dict(sorted(self.reasons.items()))
         out["rejected_files"] = dict(sorted(self.rejected_files.items()))
         out["n_rejected_files"] = len(self.rejected_files)
@@ -246,7 +246,7 @@ def ingest_partition(
         reasons=dict(Counter(b["reason"] for b in bad)),
         log_path=str(log_path),
         quarantine_path=str(quarantine_path) if bad else None,
-        fallback_rate=float(log["fallback"].mean()) if len(log) else 0.0,
+        fallback_rate=float(log["fallback"].mean()) if len(log) else float("nan"),
         n_reviewed=int(reviewed.sum()),
         rejected_files=rejected,
         unmatched_files=scan.unmatched,

@@ -10,9 +10,10 @@ browser, an e-mail attachment).
 from __future__ import annotations
 
 import html
-import os
 import re
 from pathlib import Path
+
+from agent_pipeline.lib.core.files import atomic_write
 
 BANNER_ID = "agent-pipeline-drift-context"
 
@@ -58,7 +59,4 @@ def annotate(path: Path | str, context: dict[str, str]) -> Path:
     page, n = re.subn(r"<body[^>]*>", lambda m: m.group(0) + "\n" + banner, page, count=1)
     if not n:
         page = banner + page
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return atomic_write(path, page)

@@ -20,7 +20,7 @@ from typing import Any
 
 from agent_pipeline.lib.core.errors import RegistryError
 from agent_pipeline.lib.evaluation import runs as evaluation
-from agent_pipeline.lib.evaluation.gates import GateVerdict
+from agent_pipeline.lib.evaluation.gates import GateVerdict, gate_standing
 from agent_pipeline.lib.registry import audit
 from agent_pipeline.lib.registry.models import utc_now
 from agent_pipeline.lib.registry.policy import Policy
@@ -129,7 +129,7 @@ def approve(
         allowed = ", ".join(policy.approval.approvers) or "nobody (the policy lists no approvers)"
         raise ApprovalError(f"{by!r} may not approve: the policy's approval.approvers are {allowed}")
     evaluation_id = evaluation_id or candidate_evaluation_id(home, version)
-    results = store.gate_results(version, evaluation_id)
+    results, _ = gate_standing(store, home, version, evaluation_id)  # registry tag and gate record agree
     other = [g for g in policy.required_gates if g != GATE]
     not_passed = [g for g in other if results.get(g) != "passed"]
     if not_passed:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from agent_pipeline.lib.core import settings
+from agent_pipeline.lib.core.files import atomic_write
 
 GENESIS = "0" * 64
 
@@ -108,12 +109,7 @@ def append(home: Path, record: dict[str, Any]) -> dict[str, Any]:
         line = json.dumps(full, sort_keys=True, ensure_ascii=False, allow_nan=False).encode() + b"\n"
         os.write(fd, line)  # one write of the whole line (O_APPEND): never interleaved
         os.fsync(fd)
-        head = head_path(home)
-        tmp = head.with_name(f".{head.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"seq": seq, "hash": full["hash"]}) + "\n")
-        with tmp.open("rb") as fh:
-            os.fsync(fh.fileno())
-        tmp.replace(head)
+        atomic_write(head_path(home), json.dumps({"seq": seq, "hash": full["hash"]}) + "\n")
         return full
 
 

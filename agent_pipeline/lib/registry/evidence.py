@@ -13,6 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from agent_pipeline.lib.core import markdown
+from agent_pipeline.lib.core.files import atomic_write
 from agent_pipeline.lib.evaluation import gates as gate_records
 from agent_pipeline.lib.evaluation import runs as evaluation
 from agent_pipeline.lib.registry import audit
@@ -32,8 +34,9 @@ KNOWN_LIMITATIONS = [
     "Trained on CLINC150 intents mapped to a handful of agents: requests outside these domains go to the "
     "general agent (fallback); a new domain needs new labels, not a threshold change.",
     "English only; the synthetic evaluation set is generated from the golden set and shares its blind spots.",
-    "Confidence thresholds are tuned on the validation split; production drift is watched (drift_report), "
-    "not prevented.",
+    "The fallback threshold is chosen on data the model was fitted without (cross-validation folds, or the "
+    "validation split when the router config says so) and judged on a sealed holdout; production drift is "
+    "watched (drift_report), not prevented.",
     "Latency numbers come from the evaluation machine; a loaded machine measures slower.",
     "The router decides where a request goes; it does not check what the agent then does.",
 ]
@@ -52,8 +55,7 @@ def _fmt(v: Any) -> str:
 def _table(rows: list[dict[str, Any]], cols: list[str]) -> str:
     if not rows:
         return "none"
-    head = "| " + " | ".join(cols) + " |\n|" + "---|" * len(cols) + "\n"
-    return head + "\n".join("| " + " | ".join(_fmt(r.get(c, "")) for c in cols) + " |" for r in rows)
+    return markdown.table(cols, ([r.get(c, "") for c in cols] for r in rows), floatfmt=".4f", undefined="n/a")
 
 
 def build_card(
@@ -112,7 +114,7 @@ def build_card(
                     "gate": g,
                     "required": "yes" if g in policy.required_gates else "no",
                     "registry verdict": registry_verdicts.get(g, "not run"),
-                    "description": str(gate_docs.get(g, {}).get("description", "")).replace("|", "/")[:300],
+                    "description": str(gate_docs.get(g, {}).get("description", ""))[:300],
                 }
                 for g in names
             ],
@@ -153,12 +155,8 @@ def write_and_log(
     store, home: Path, policy: Policy, version: str, evaluation_id: str, promotion: dict[str, Any] | None = None
 ) -> Path:
     """Write the card under the state folder and log it to the version's MLflow run; returns its path."""
-    folder = card_dir(home, version, evaluation_id)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "model_card.md"
-    tmp = folder / ".model_card.md.tmp"
-    tmp.write_text(build_card(home, store, policy, version, evaluation_id, promotion), encoding="utf-8")
-    tmp.replace(path)
+    path = card_dir(home, version, evaluation_id) / "model_card.md"
+    atomic_write(path, build_card(home, store, policy, version, evaluation_id, promotion))
     run_id = store.version_info(version)["run_id"]
     store.client.log_artifact(run_id, str(path), artifact_path=f"evidence/{evaluation_id}")
     store.set_version_tags(version, {"model_card": str(path)})

@@ -36,6 +36,7 @@ from typing import Any
 
 from agent_pipeline.lib.core import settings
 from agent_pipeline.lib.core.errors import RegistryError
+from agent_pipeline.lib.core.files import atomic_write
 from agent_pipeline.lib.registry import audit
 from agent_pipeline.lib.registry.models import CHAMPION, PREVIOUS_CHAMPION, current_user, utc_now
 
@@ -68,14 +69,7 @@ def champion_lock(home: Path) -> Iterator[None]:
 
 
 def _write_intent(home: Path, txn: dict[str, Any]) -> None:
-    path = intent_path(home)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
-        fh.write(json.dumps(txn, sort_keys=True, default=str))
-        fh.flush()
-        os.fsync(fh.fileno())
-    tmp.replace(path)
+    atomic_write(intent_path(home), json.dumps(txn, sort_keys=True, default=str))
 
 
 def read_intent(home: Path) -> dict[str, Any] | None:
@@ -378,19 +372,18 @@ def state_summary(home: Path) -> dict[str, Any]:
 
 
 def gated_evaluation(store, home: Path, policy, version: str) -> str | None:
-    """The newest candidate evaluation of ``version`` on which every required gate (approval aside) passed."""
-    from agent_pipeline.lib.evaluation import gates as gate_records
+    """The newest candidate evaluation of ``version`` on which every required gate (approval aside)
+    passed, by both witnesses (``gate_standing``)."""
     from agent_pipeline.lib.evaluation import runs as evaluation
+    from agent_pipeline.lib.evaluation.gates import gate_standing
 
     root = settings.evaluations_dir(home) / f"v{version}"
     needed = [g for g in policy.required_gates if g != "human_approval"]
     for folder in sorted(root.glob("*-candidate-*"), reverse=True) if root.is_dir() else []:
         if not (folder / "metrics.json").is_file():
             continue
-        docs = gate_records.read_gate_records(folder)
-        recorded = {g: ("passed" if d["passed"] else "failed") for g, d in docs.items()}
-        registry = store.gate_results(version, folder.name)
-        if all(registry.get(g) == "passed" and recorded.get(g, "passed") == "passed" for g in needed):
+        standing, _ = gate_standing(store, home, version, folder.name)
+        if all(standing.get(g) == "passed" for g in needed):
             return evaluation.load(folder).evaluation_id
     return None
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import re
 import zipfile
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from agent_pipeline.lib.core.files import atomic_path
 from agent_pipeline.lib.core.secrets import redact_uri
 from agent_pipeline.lib.router.decision import DecisionPolicy, Rule
 from agent_pipeline.lib.router.fast import linear_proba
@@ -155,18 +155,15 @@ def write_bundle(bundle: dict[str, Any], path: Path) -> Path:
     arrays: dict[str, np.ndarray] = {}
     body = _to_json(bundle, arrays)
     header_json = json.dumps(body, sort_keys=True, ensure_ascii=False, allow_nan=False).encode()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("wb") as fh:
-        np.savez(fh, **arrays)
-    with zipfile.ZipFile(tmp, "a") as zf:
-        header = {"file_format": FILE_FORMAT, "sha256": _digest(header_json, _members(zf)), "body": body}
-        buf = io.BytesIO()
-        np.lib.format.write_array(buf, np.frombuffer(json.dumps(header, sort_keys=True).encode(), dtype=np.uint8))
-        zf.writestr(f"{HEADER_KEY}.npy", buf.getvalue())
-    os.replace(tmp, path)
-    return path
+    with atomic_path(path) as tmp:
+        with tmp.open("wb") as fh:
+            np.savez(fh, **arrays)
+        with zipfile.ZipFile(tmp, "a") as zf:
+            header = {"file_format": FILE_FORMAT, "sha256": _digest(header_json, _members(zf)), "body": body}
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, np.frombuffer(json.dumps(header, sort_keys=True).encode(), dtype=np.uint8))
+            zf.writestr(f"{HEADER_KEY}.npy", buf.getvalue())
+    return Path(path)
 
 
 def read_bundle(path: Path) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from agent_pipeline.lib.core.files import atomic_write
 from agent_pipeline.lib.monitoring.records import RECORD_COLUMNS
 
 log = logging.getLogger(__name__)
@@ -159,17 +160,7 @@ class LandingWriter:
             lines.append(json.dumps(row, ensure_ascii=False))
         self._seq += 1
         name = f"{day}-serve-{self.instance}-{self._seq:06d}.jsonl"
-        self.landing.mkdir(parents=True, exist_ok=True)
-        path = self.landing / name
-        tmp = self.landing / f".{name}.{os.getpid()}.tmp"
-        try:
-            with tmp.open("w", encoding="utf-8") as fh:
-                fh.write("\n".join(lines) + "\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        path = atomic_write(self.landing / name, "\n".join(lines) + "\n")
         self.records_written += len(records)
         self.files_written += 1
         return path

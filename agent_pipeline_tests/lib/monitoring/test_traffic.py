@@ -133,6 +133,14 @@ def test_day_origin_draws_the_same_requests_on_any_date(model, pool, tmp_path):
         )  # fmt: skip
 
 
+def test_the_clis_scenarios_are_the_simulators():
+    from agent_pipeline import cli
+
+    sub = next(a for a in cli.build_parser()._actions if a.dest == "command")
+    scenario = next(a for a in sub.choices["simulate-traffic"]._actions if a.dest == "scenario")
+    assert tuple(scenario.choices) == tuple(traffic.SCENARIOS)
+
+
 def test_scenario_mixes(landed, pool):
     stable = [read(p) for p in landed["stable"]]
     new_topic = [read(p) for p in landed["new-topic"]]
