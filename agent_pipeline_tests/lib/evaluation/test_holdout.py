@@ -169,3 +169,12 @@ def test_gap_table_names_every_metric(eval_sets):
     )
     assert "| route_accuracy | 0.950 | 0.900 | +0.050 |" in result.table()
     assert Path(holdout.access_log_path(Path("/x"))) == Path("/x/holdout/access.jsonl")
+
+
+def test_an_empty_holdout_fails_closed(eval_sets):
+    agents, rules, train, val, sets, st = eval_sets
+    result = holdout.judge(
+        None, load_dataset(HOLDOUT, agents).iloc[:0], eval_metrics={}, training_texts=train["text"],
+        floors={"route_accuracy": 0.5}, max_gap={}, max_leaked_share=0.02,
+    )  # fmt: skip
+    assert not result.passed and "the holdout has no rows" in result.description

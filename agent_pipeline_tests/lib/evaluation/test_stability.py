@@ -88,3 +88,12 @@ def test_per_case_agreement():
     agreement, modal = stability.per_case_agreement(routes)
     np.testing.assert_allclose(agreement, [1.0, 2 / 3, 1 / 3])
     assert modal[:2] == ["a", "a"]
+
+
+def test_no_cases_cannot_be_judged_and_fails_closed(cases):
+    _, golden = cases
+    model = CoinRouter(set())
+    empty = route_items(model, {"golden": golden}).iloc[:0]
+    result = stability.judge(model, empty, "", repeats=2, flakiness_budget=0.1)
+    assert not result.passed and "cannot be judged" in result.description
+    assert result.n_cases == 0 and np.isnan(result.flaky_rate)
