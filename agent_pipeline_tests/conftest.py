@@ -130,3 +130,18 @@ def quick_train_settings(raw: dict):
         threshold_grid=st.threshold_grid,
         calibration=CalibrationSettings(method="validation"),
     )
+
+
+def tiny_router(train_per_label: int = 20, val_per_label: int = 3):
+    """A real fast router on the first rows per label of CLINC150 (seconds), default agents and
+    rules, threshold on validation; returns ``(router, train, val)``."""
+    from agent_pipeline.lib.data.datasets import load_dataset
+    from agent_pipeline.lib.router.agents import load_agent_registry, load_yaml
+    from agent_pipeline.lib.router.model import rules_from_config, train_router
+
+    agents = load_agent_registry(settings.DEFAULT_AGENTS_CONFIG)
+    raw = load_yaml(settings.DEFAULT_ROUTER_CONFIG, "router config")
+    train = load_dataset(settings.DEFAULT_TRAIN_DATA, agents).groupby("label", group_keys=False).head(train_per_label)
+    val = load_dataset(settings.DEFAULT_VALIDATION_DATA, agents).groupby("label", group_keys=False).head(val_per_label)
+    router, _ = train_router(train, val, agents, rules_from_config(raw, agents), quick_train_settings(raw))
+    return router, train, val

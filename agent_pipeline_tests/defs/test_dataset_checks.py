@@ -41,6 +41,13 @@ def write(df: pd.DataFrame, path: Path) -> Path:
     return path
 
 
+def training_frame(files: RouterFiles, tmp_path: Path) -> pd.DataFrame:
+    """The training_examples asset's value for ``files`` (no reviewed feedback)."""
+    return assets.training_examples(
+        dg.build_asset_context(), files=files, state=StateFolder(home=str(tmp_path / "state"))
+    ).value
+
+
 def golden_frame(path: Path) -> pd.DataFrame:
     """The golden_eval_set asset's value for ``path`` (the frame the checks receive in a run)."""
     return assets.golden_eval_set(files=RouterFiles(golden_path=str(path))).value
@@ -105,9 +112,7 @@ def test_training_minimum_per_label_applies_to_training_only(tmp_path, small_inp
     thin = df.drop(df.index[df["label"] == thin_label][19:])
     path = write(thin, tmp_path / "train_thin.csv")
     files = RouterFiles(train_path=str(path))
-    frame = assets.training_examples(
-        dg.build_asset_context(), files=files, state=StateFolder(home=str(tmp_path / "state"))
-    ).value
+    frame = training_frame(files, tmp_path)
     result = checks.training_examples_expectations(files=files, dataset=frame)
     assert not result.passed
     assert f"{path}: enough_examples_per_label failed" in result.description
@@ -122,10 +127,7 @@ def test_training_file_without_a_required_column_is_named_by_the_check(tmp_path,
     df = pd.read_csv(small_inputs.train, dtype=str, keep_default_na=False).drop(columns=[column])
     path = write(df, tmp_path / "train_no_column.csv")
     files = RouterFiles(train_path=str(path))
-    frame = assets.training_examples(
-        dg.build_asset_context(), files=files, state=StateFolder(home=str(tmp_path / "state"))
-    ).value
-    result = checks.training_examples_expectations(files=files, dataset=frame)
+    result = checks.training_examples_expectations(files=files, dataset=training_frame(files, tmp_path))
     assert not result.passed
     assert f"{path}: has_required_columns failed: missing required column(s) {column!r}" in result.description
     assert "optional: expected_route, id, tags" in result.description

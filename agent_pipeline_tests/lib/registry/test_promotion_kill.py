@@ -18,14 +18,11 @@ from pathlib import Path
 import pytest
 
 from agent_pipeline.lib.core import settings
-from agent_pipeline.lib.data.datasets import load_dataset
 from agent_pipeline.lib.evaluation import runs as evaluation
 from agent_pipeline.lib.monitoring import records as monitoring
 from agent_pipeline.lib.registry import audit, promotion
 from agent_pipeline.lib.registry.models import CHAMPION, ModelRegistry
-from agent_pipeline.lib.router.agents import load_agent_registry, load_yaml
-from agent_pipeline.lib.router.model import rules_from_config, train_router
-from agent_pipeline_tests.conftest import quick_train_settings
+from agent_pipeline_tests.conftest import tiny_router
 
 # Real subprocesses killed at seven points (minutes on a busy machine): with the other kill and
 # fault drills, run by `make test-integration` and CI, not the default suite.
@@ -58,17 +55,7 @@ CASES = [
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     home = tmp_path_factory.mktemp("kill") / "home"
-    agents = load_agent_registry(settings.DEFAULT_AGENTS_CONFIG)
-    raw = load_yaml(settings.DEFAULT_ROUTER_CONFIG, "router config")
-    train = load_dataset(settings.DEFAULT_TRAIN_DATA, agents).groupby("label", group_keys=False).head(20)
-    val = load_dataset(settings.DEFAULT_VALIDATION_DATA, agents).groupby("label", group_keys=False).head(3)
-    router, _ = train_router(
-        train,
-        val,
-        agents,
-        rules_from_config(raw, agents),
-        quick_train_settings(raw),
-    )
+    router, _, val = tiny_router()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENT_PIPELINE_", "MLFLOW_TRACKING"))}
     env.update(
         {"AGENT_PIPELINE_HOME": str(home), "MLFLOW_DISABLE_TELEMETRY": "true", "PYTHONPATH": str(settings.PROJECT_ROOT)}

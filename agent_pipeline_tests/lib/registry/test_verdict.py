@@ -11,16 +11,13 @@ import pytest
 
 from agent_pipeline.lib.core import settings
 from agent_pipeline.lib.core.errors import RegistryError
-from agent_pipeline.lib.data.datasets import load_dataset
 from agent_pipeline.lib.evaluation import gates
 from agent_pipeline.lib.evaluation import runs as evaluation
 from agent_pipeline.lib.registry import approvals, promotion
 from agent_pipeline.lib.registry.models import ModelRegistry
 from agent_pipeline.lib.registry.policy import load_policy
 from agent_pipeline.lib.registry.verdict import promotion_verdict
-from agent_pipeline.lib.router.agents import load_agent_registry, load_yaml
-from agent_pipeline.lib.router.model import rules_from_config, train_router
-from agent_pipeline_tests.conftest import quick_train_settings
+from agent_pipeline_tests.conftest import tiny_router
 
 EVAL_ID = "20260101T000000Z-candidate-verdict"
 
@@ -29,11 +26,7 @@ EVAL_ID = "20260101T000000Z-candidate-verdict"
 def registered(tmp_path_factory):
     """A state folder with version 1 registered and one saved candidate evaluation of it."""
     home = tmp_path_factory.mktemp("verdict") / "home"
-    agents = load_agent_registry(settings.DEFAULT_AGENTS_CONFIG)
-    raw = load_yaml(settings.DEFAULT_ROUTER_CONFIG, "router config")
-    train = load_dataset(settings.DEFAULT_TRAIN_DATA, agents).groupby("label", group_keys=False).head(20)
-    val = load_dataset(settings.DEFAULT_VALIDATION_DATA, agents).groupby("label", group_keys=False).head(3)
-    router, _ = train_router(train, val, agents, rules_from_config(raw, agents), quick_train_settings(raw))
+    router, _, val = tiny_router()
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)
         store = ModelRegistry(home=home)
