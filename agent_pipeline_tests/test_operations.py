@@ -16,6 +16,7 @@ import pytest
 
 from agent_pipeline.definitions import defs
 from agent_pipeline.lib.evaluation import runs as evaluation
+from agent_pipeline.lib.registry import promotion
 from agent_pipeline.lib.registry.models import ModelRegistry, read_audit
 from agent_pipeline_tests.test_cli import cli, ok_json
 
@@ -66,6 +67,22 @@ def test_rollback_restores_the_previous_champion_and_what_route_serves(small_inp
     assert ok_json(cli(small_inputs, home, "route", "check my balance", "--json"))["model_version"] == "1"
     again = cli(small_inputs, home, "rollback", "--to", "1")
     assert again.returncode == 2 and "already the champion" in again.stderr
+    # v2 was rolled back: a second rollback (previous-champion is now v2) does not bring it back.
+    undo = cli(small_inputs, home, "rollback", "--reason", "undo")
+    assert undo.returncode == 2 and "version 2 was rolled back at" in undo.stderr, undo.stderr
+    assert "promote it again through the gates" in undo.stderr
+    assert store.alias_version("champion") == "1"
+    # Someone with MLflow write access moves the alias back to v2 by hand: doctor says so and
+    # repairs nothing for a champion the audit log does not know.
+    store.client.set_registered_model_alias(store.model_name, "champion", "2")
+    try:
+        doctor = cli(small_inputs, home, "doctor", "--repair")
+        assert doctor.returncode == 1, doctor.stdout + doctor.stderr
+        assert "champion alias is v2 but the audit log's last committed change made v1 the champion" in doctor.stdout
+        assert promotion.serving_version(home) == "1"  # the bundle was not re-exported for v2
+    finally:
+        store.client.set_registered_model_alias(store.model_name, "champion", "1")
+    assert cli(small_inputs, home, "doctor").returncode == 0
 
 
 def test_simulate_traffic_writes_landing_files_routed_by_the_champion(small_inputs, ops):

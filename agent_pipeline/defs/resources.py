@@ -99,8 +99,31 @@ class RouterFiles(dg.ConfigurableResource):
                 raise ConfigError(str(exc).replace("router config:", f"{self.router_config}:", 1)) from None
 
 
+def refuse_run_config_override(context: dg.InitResourceContext, key: str, deployment: dict[str, str]) -> None:
+    """Governance settings come from the deployment (environment, definitions), never from one run.
+
+    A run's config (the launchpad, ``dagster job execute -c``) may not set ``deployment``'s fields of
+    resource ``key`` to anything but the deployment's values: otherwise a run could promote under
+    a policy of its own choosing or write another name into the audit log.
+    """
+    run = context.run
+    given = ((((run.run_config or {}) if run else {}).get("resources") or {}).get(key) or {}).get("config") or {}
+    changed = {f: given[f] for f in deployment if f in given and str(given[f]) != deployment[f]}
+    if changed:
+        fields = ", ".join(f"{f}={v!r}" for f, v in sorted(changed.items()))
+        raise ConfigError(
+            f"run config sets resources.{key}.config {fields}; the deployment's "
+            f"{', '.join(f'{f}={deployment[f]!r}' for f in sorted(changed))} applies to every run. Change "
+            f"{', '.join(sorted(changed))} in the deployment (.env.example), not in a run's config; nothing was run"
+        )
+
+
 class MlflowRegistry(dg.ConfigurableResource):
-    """MLflow tracking + model registry. Empty ``tracking_uri`` = SQLite inside the state folder."""
+    """MLflow tracking + model registry. Empty ``tracking_uri`` = SQLite inside the state folder.
+
+    ``user`` (who promotes, in the audit log) is the deployment's ``AGENT_PIPELINE_USER``; a run's
+    config cannot change it (``refuse_run_config_override``).
+    """
 
     tracking_uri: str = ""
     model_name: str = settings.DEFAULT_MODEL_NAME
@@ -108,14 +131,31 @@ class MlflowRegistry(dg.ConfigurableResource):
     ui_url: str = settings.DEFAULT_MLFLOW_UI_URL
     user: str = ""  # who promotes, in the audit log ("" = the login name)
 
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        refuse_run_config_override(context, "mlflow", {"user": os.environ.get("AGENT_PIPELINE_USER", "")})
+
     def open(self, home: Path) -> ModelRegistry:
         return ModelRegistry(self.tracking_uri or None, self.model_name, self.experiment, home, self.ui_url, self.user)
 
 
 class PolicySettings(dg.ConfigurableResource):
-    """The promotion policy (``config/policy.yaml``): required gates, thresholds, approvers."""
+    """The promotion policy (``config/policy.yaml``): required gates, thresholds, approvers.
+
+    Its path is the deployment's ``AGENT_PIPELINE_POLICY_CONFIG``: a run's config cannot point it
+    at a laxer file (``refuse_run_config_override``).
+    """
 
     config_path: str = str(settings.DEFAULT_POLICY_CONFIG)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        deployment = os.environ.get("AGENT_PIPELINE_POLICY_CONFIG") or str(settings.DEFAULT_POLICY_CONFIG)
+        refuse_run_config_override(context, "policy", {"config_path": deployment})
+
+    def sha256(self) -> str:
+        """The policy file's content hash (recorded with every promotion)."""
+        import hashlib
+
+        return hashlib.sha256(Path(self.config_path).read_bytes()).hexdigest()
 
     def load(self) -> Policy:
         """The validated policy; a bad file is a ``dg.Failure`` whose one line names the file and key."""

@@ -11,6 +11,7 @@ from agent_pipeline.lib.monitoring import records as monitoring
 from agent_pipeline.lib.registry import audit, evidence, promotion
 from agent_pipeline.lib.registry.models import CHAMPION
 from agent_pipeline.lib.registry.ordering import ALLOW_OLDER_TAG, refuse_older_candidate
+from agent_pipeline.lib.registry.policy import display_path
 from agent_pipeline.lib.registry.verdict import promotion_verdict as verdict_of
 
 
@@ -108,6 +109,7 @@ def champion_model(
                 if baseline is None
                 else {"version": baseline[1]["version"], "evaluation_id": baseline[1]["evaluation_id"]},
                 "dagster_run_id": context.run.run_id,
+                "policy": {"path": display_path(policy.config_path), "sha256": policy.sha256()},
             },
             bootstrap_evaluation=eval_id,
         )

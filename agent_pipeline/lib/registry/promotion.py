@@ -232,8 +232,32 @@ def was_champion(home: Path, version: str) -> bool:
     )
 
 
+def committed_champion(home: Path) -> str | None:
+    """The version the audit log's last committed promotion or rollback made the champion."""
+    last = None
+    for record in audit.read(home):
+        if record.get("action") in ("promote", "rollback"):
+            last = str(record.get("version"))
+    return last
+
+
+def rolled_back_from(home: Path, version: str) -> dict[str, Any] | None:
+    """The committed rollback that took the champion away from ``version``, unless a later
+    promotion made it champion again through the gates; from the audit log (not the registry
+    tag ``rolled_back_at``, which anyone with MLflow write access can delete)."""
+    mark = None
+    for record in audit.read(home):
+        action, target = record.get("action"), str(record.get("version"))
+        if action == "rollback" and str(record.get("previous_champion")) == str(version):
+            mark = record
+        elif action == "promote" and target == str(version):
+            mark = None
+    return mark
+
+
 def rollback(store, home: Path, to_version: str | None = None, reason: str = "", user: str | None = None):
-    """Champion back to ``previous-champion`` (or ``to_version``): only to a version that was champion."""
+    """Champion back to ``previous-champion`` (or ``to_version``): only to a version that was
+    champion and was not itself rolled back (a second rollback does not undo the first)."""
     current = store.alias_version(CHAMPION)
     target = store.resolve(version=to_version) if to_version else store.alias_version(PREVIOUS_CHAMPION)
     if target is None:
@@ -244,6 +268,13 @@ def rollback(store, home: Path, to_version: str | None = None, reason: str = "",
         raise RegistryError(
             f"version {target} was never the champion (no promotion record in {audit.log_path(home)}): rollback only "
             "returns to a former champion; promote a new version through the gates instead"
+        )
+    undone = rolled_back_from(home, target)
+    if undone is not None:
+        raise RegistryError(
+            f"version {target} was rolled back at {undone.get('time')} (audit #{undone.get('seq')}: "
+            f"{undone.get('reason', '')}); a rollback does not bring it back: promote it again through the gates "
+            "(champion_model with its version and evaluation) after review"
         )
     if not reason.strip():
         raise RegistryError("a rollback needs a reason (--reason TEXT)")
@@ -283,13 +314,20 @@ def doctor(store, home: Path, repair: bool = False) -> list[tuple[str, str]]:
     if champion is None:
         out.append(("ok", "no champion yet"))
         return out
-    if not was_champion(home, champion):
+    committed = committed_champion(home)
+    pending = read_intent(home)  # a half-done change (reported above) may have moved the alias already
+    if committed != champion and not (pending is not None and str(pending.get("version")) == champion):
+        # Nothing is re-exported or restored for a champion the audit log does not know.
+        where = f"made v{committed} the champion" if committed else "made no version champion"
         out.append(
             (
                 "problem",
-                f"champion v{champion} has no promotion record: the alias was moved outside the pipeline; roll back or promote through the gates",
+                f"champion alias is v{champion} but the audit log's last committed change {where}: the alias was "
+                "moved outside the pipeline; move it back (agent-pipeline rollback --to VERSION --reason TEXT) or "
+                "promote through the gates; nothing repaired",
             )
         )
+        return out
     served = serving_version(home)
     if served is not None and served != champion:
         if repair:

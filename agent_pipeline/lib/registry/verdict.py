@@ -15,6 +15,7 @@ from pathlib import Path
 from agent_pipeline.lib.core.errors import RegistryError
 from agent_pipeline.lib.evaluation.gates import gate_standing
 from agent_pipeline.lib.registry import approvals
+from agent_pipeline.lib.registry.promotion import rolled_back_from
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,8 @@ def promotion_verdict(store, home: Path, policy, version: str, evaluation_id: st
     record must agree); ``human_approval`` is judged live on the version's content hash.
     """
     version = str(version)
-    rolled_back = store.version_info(version)["tags"].get("rolled_back_at")
+    undone = rolled_back_from(home, version)  # the audit log's word; the registry tag is a convenience copy
+    rolled_back = store.version_info(version)["tags"].get("rolled_back_at") or (undone or {}).get("time")
     if rolled_back:
         raise RegistryError(
             f"version {version} was rolled back at {rolled_back}; train a new candidate (or promote it "
