@@ -26,8 +26,6 @@ from agent_pipeline.lib.evaluation import gates, latency
 from agent_pipeline.lib.evaluation import runs as evaluation
 from agent_pipeline.lib.registry.models import CHAMPION, utc_now
 
-CONFIDENCE_TOLERANCE = gates.CONFIDENCE_TOLERANCE
-
 
 def _plain_metadata(metadata: dict) -> dict:
     return {k: (v.value if isinstance(v, dg.MetadataValue) else v) for k, v in metadata.items()}

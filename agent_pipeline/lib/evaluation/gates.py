@@ -22,12 +22,11 @@ from agent_pipeline.lib.core import markdown, settings
 from agent_pipeline.lib.core.files import atomic_write
 from agent_pipeline.lib.data import datasets
 from agent_pipeline.lib.evaluation import runs as evaluation
-from agent_pipeline.lib.registry.policy import LatencyGate, RegressionGate
+from agent_pipeline.lib.registry.policy import RegressionGate
 
 GATES_DIR = "gates"
 # The accurate tier's float32 encoder gives single and batch confidences equal to ~1e-7 (the
 # GEMMs differ by shape); the decisions themselves must match exactly.
-CONFIDENCE_TOLERANCE = 1e-5
 
 
 @dataclass
@@ -167,22 +166,4 @@ def critical_cases(ev: evaluation.Evaluation) -> GateVerdict:
     table = markdown.frame_table(failed[["id", "text", "expected_route", "route", "confidence"]], empty="none")
     return GateVerdict(
         passed, description, {"n_critical": len(critical), "n_failed": len(failed)}, {"failed_cases": table}
-    )
-
-
-def latency(measured: dict[str, float], tier: str, cfg: LatencyGate) -> GateVerdict:
-    """``latency_within_slo``: single-request percentiles within the policy's SLO for the tier."""
-    slo = cfg.slo_for(tier)
-    rows = [(p, float(measured.get(f"latency_{p}_ms", float("nan"))), limit) for p, limit in sorted(slo.items())]
-    breaches = [f"{p} {v:.2f} ms > {limit:.2f} ms" for p, v, limit in rows if not v <= limit]
-    passed = bool(rows) and not breaches
-    description = (
-        "within SLO: " + ", ".join(f"{p} {v:.3f} ms <= {limit:.1f} ms" for p, v, limit in rows)
-        if passed
-        else ("no latency SLO configured" if not rows else "SLO breached: " + "; ".join(breaches))
-    )
-    return GateVerdict(
-        passed,
-        description,
-        {"tier": tier, **{f"{p}_ms": v for p, v, _ in rows}, **{f"slo_{p}_ms": limit for p, _, limit in rows}},
     )
