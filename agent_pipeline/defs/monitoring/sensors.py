@@ -25,6 +25,7 @@ from agent_pipeline.defs import automation
 from agent_pipeline.defs.monitoring.assets import DAILY
 from agent_pipeline.defs.resources import Alerts, RouterFiles, StateFolder
 from agent_pipeline.lib.core import settings
+from agent_pipeline.lib.monitoring import retrain
 
 TRIGGER_TAG = "agent_pipeline/trigger"
 LANDING_RE = re.compile(r"^(\d{4}-\d{2}-\d{2})[^/]*\.jsonl$")
@@ -67,8 +68,8 @@ def landing_files_sensor(context: dg.SensorEvaluationContext, state: StateFolder
     return requests or dg.SkipReason(f"no landing files in {landing}")
 
 
-def drift_event(event: dg.EventLogEntry) -> tuple[str, bool, list[str], str]:
-    """(partition, drift_detected, drifted features, reference version) of a drift_report event."""
+def drift_event(event: dg.EventLogEntry) -> retrain.DriftReport:
+    """The sensor's view of a drift_report event (partition, verdict, features, reference version)."""
     mat = event.asset_materialization
     md = mat.metadata if mat else {}
 
@@ -76,26 +77,23 @@ def drift_event(event: dg.EventLogEntry) -> tuple[str, bool, list[str], str]:
         return md[key].value if key in md else default
 
     features = [f for f in str(value("drifted_features", "") or "").split(",") if f.strip() and f.strip() != "none"]
-    return (
+    return retrain.DriftReport(
         mat.partition if mat else "",
         bool(value("drift_detected", False)),
-        [f.strip() for f in features],
+        tuple(f.strip() for f in features),
         str(value("reference_model_version", "")),
     )
 
 
-def _cooldown_message(context: dg.SensorEvaluationContext) -> str | None:
-    """Why a new drift retrain must wait, or None when it may run."""
-    recent = context.instance.get_runs(
+def last_drift_request(instance: dg.DagsterInstance) -> float | None:
+    """When the newest drift retrain was requested (epoch seconds), or None."""
+    recent = instance.get_runs(
         filters=dg.RunsFilter(job_name=automation.train_and_promote_job.name, tags={TRIGGER_TAG: "drift"}), limit=1
     )
     if not recent:
         return None
     started = recent[0].tags.get("agent_pipeline/requested_at")
-    age = datetime.now(UTC).timestamp() - float(started) if started else DRIFT_COOLDOWN_SECONDS
-    if age >= DRIFT_COOLDOWN_SECONDS:
-        return None
-    return f"a drift retrain was requested {age / 60:.0f} min ago (cooldown {DRIFT_COOLDOWN_SECONDS // 60} min)"
+    return float(started) if started else 0.0  # a drift run without the tag: treated as long ago
 
 
 @dg.sensor(
@@ -114,36 +112,29 @@ def drift_retrain_sensor(context: dg.SensorEvaluationContext):
     records = context.instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=dg.AssetKey("drift_report"), after_storage_id=after), limit=100, ascending=True
     ).records
-    requests: list[dg.RunRequest] = []
-    notes: list[str] = []
-    for record in records:
-        partition, drifted, features, ref_version = drift_event(record.event_log_entry)
-        if not drifted:
-            notes.append(f"drift_report {partition}: no drift")
-            continue
-        wait = "covered by the retrain requested in this tick" if requests else _cooldown_message(context)
-        if wait:
-            notes.append(f"drift_report {partition}: drift on {', '.join(features)}, but {wait}")
-            continue
-        requests.append(
-            dg.RunRequest(
-                run_key=f"drift:{partition}:ref-v{ref_version}",
-                tags={
-                    TRIGGER_TAG: "drift",
-                    "agent_pipeline/drift_partition": partition,
-                    "agent_pipeline/drifted_features": ",".join(features)[:200],
-                    "agent_pipeline/reference_version": ref_version,
-                    "agent_pipeline/requested_at": f"{datetime.now(UTC).timestamp():.0f}",
-                },
-            )
+    now = datetime.now(UTC).timestamp()
+    reports = [drift_event(record.event_log_entry) for record in records]
+    decided = retrain.plan(reports, last_drift_request(context.instance), now, DRIFT_COOLDOWN_SECONDS)
+    requests = [
+        dg.RunRequest(
+            run_key=report.run_key,
+            tags={
+                TRIGGER_TAG: "drift",
+                "agent_pipeline/drift_partition": report.partition,
+                "agent_pipeline/drifted_features": ",".join(report.drifted_features)[:200],
+                "agent_pipeline/reference_version": report.reference_version,
+                "agent_pipeline/requested_at": f"{now:.0f}",
+            },
         )
+        for report in decided.retrain
+    ]
     if records:
         context.update_cursor(str(records[-1].storage_id))
-    for note in notes:
+    for note in decided.notes:
         context.log.info(note)
     if requests:
         return requests
-    return dg.SkipReason("; ".join(notes) or "no new drift reports")
+    return dg.SkipReason("; ".join(decided.notes) or "no new drift reports")
 
 
 def eval_sets_fingerprint(files: RouterFiles) -> str:
