@@ -361,3 +361,13 @@ def test_drift_sensor_sees_a_drifted_day_hidden_behind_a_later_stable_one(instan
     (request,) = tick.run_requests
     assert request.tags["agent_pipeline/drift_partition"] == DAY1
     assert drift_tick(instance, repo, tick.cursor).skip_message == "no new drift reports"
+
+
+@pytest.mark.parametrize("raw", ["soon", "0", "-5"])
+def test_a_bad_sensor_interval_is_one_line_naming_the_variable(raw):
+    from agent_pipeline.defs.monitoring.sensors import sensor_interval_seconds
+    from agent_pipeline.lib.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=rf"^AGENT_PIPELINE_SENSOR_INTERVAL_SECONDS='{raw}': must be a whole number"):
+        sensor_interval_seconds(raw)
+    assert sensor_interval_seconds(None) == 30 and sensor_interval_seconds("5") == 5

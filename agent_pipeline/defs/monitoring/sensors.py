@@ -25,14 +25,28 @@ from agent_pipeline.defs import automation
 from agent_pipeline.defs.monitoring.assets import DAILY
 from agent_pipeline.defs.resources import Alerts, RouterFiles, StateFolder
 from agent_pipeline.lib.core import settings
+from agent_pipeline.lib.core.errors import ConfigError
 from agent_pipeline.lib.monitoring import retrain
 
 TRIGGER_TAG = "agent_pipeline/trigger"
 LANDING_RE = re.compile(r"^(\d{4}-\d{2}-\d{2})[^/]*\.jsonl$")
 DRIFT_COOLDOWN_SECONDS = 6 * 3600
+
+
 # How often the daemon evaluates the landing and drift sensors (read when the code location
 # loads). The demo sets 5 s so its story fits in minutes.
-SENSOR_INTERVAL_S = int(os.environ.get("AGENT_PIPELINE_SENSOR_INTERVAL_SECONDS") or 30)
+def sensor_interval_seconds(raw: str | None) -> int:
+    """``AGENT_PIPELINE_SENSOR_INTERVAL_SECONDS`` (default 30): a whole number of seconds >= 1."""
+    try:
+        value = int(raw) if raw else 30
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigError(f"AGENT_PIPELINE_SENSOR_INTERVAL_SECONDS={raw!r}: must be a whole number of seconds >= 1")
+    return value
+
+
+SENSOR_INTERVAL_S = sensor_interval_seconds(os.environ.get("AGENT_PIPELINE_SENSOR_INTERVAL_SECONDS"))
 
 
 @dg.sensor(

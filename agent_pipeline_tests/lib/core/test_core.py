@@ -50,6 +50,18 @@ def test_every_setting_is_listed_in_env_example():
     assert [var for var in ENV.values() if var not in example] == []
 
 
+def test_every_variable_the_package_reads_is_documented_in_env_example():
+    """Not only the table: any ``AGENT_PIPELINE_*`` name in the package (resources, executors,
+    serving, telemetry, sensors) appears in ``.env.example``, so a new knob cannot hide."""
+    import re
+
+    example = (settings.PROJECT_ROOT / ".env.example").read_text()
+    named = set()
+    for path in (settings.PROJECT_ROOT / "agent_pipeline").rglob("*.py"):
+        named |= set(re.findall(r"AGENT_PIPELINE_[A-Z_]*[A-Z]", path.read_text(encoding="utf-8")))
+    assert sorted(v for v in named if v not in example) == []
+
+
 # -- atomic writes --------------------------------------------------------------------------
 def test_atomic_write_replaces_and_leaves_no_temporary_file(tmp_path):
     target = tmp_path / "sub" / "doc.json"
