@@ -67,15 +67,25 @@ def champion_model(
     else:
         summary = candidate_evaluation
     version, eval_id = str(summary["version"]), summary["evaluation_id"]
+    allow_older = context.run.tags.get(ALLOW_OLDER_TAG) == "true"
+
+    def allowed() -> None:
+        """The verdict and the ordering rule; raises RegistryError with the refusal."""
+        verdict = verdict_of(store, state.path, pol, version, eval_id)
+        if not verdict.passed:
+            raise RegistryError(verdict.refusal())
+        refuse_older_candidate(version, store.alias_version(CHAMPION), allow_older=allow_older)
+
+    def not_promoted(exc: RegistryError) -> dg.Failure:
+        message = str(exc)
+        if not message.startswith(f"version {version}"):
+            message = f"version {version} not promoted: {message}"
+        return dg.Failure(description=message)
+
     try:
         verdict = verdict_of(store, state.path, pol, version, eval_id)
     except RegistryError as exc:
-        message = str(exc)
-        raise dg.Failure(
-            description=message
-            if message.startswith(f"version {version}")
-            else f"version {version} not promoted: {message}"
-        ) from None
+        raise not_promoted(exc) from None
     if not verdict.passed:
         raise dg.Failure(
             description=verdict.refusal(),
@@ -83,9 +93,7 @@ def champion_model(
         )
     required, results, content = verdict.required, verdict.results, verdict.content_sha256
     try:
-        refuse_older_candidate(
-            version, store.alias_version(CHAMPION), allow_older=context.run.tags.get(ALLOW_OLDER_TAG) == "true"
-        )
+        refuse_older_candidate(version, store.alias_version(CHAMPION), allow_older=allow_older)
     except RegistryError as exc:
         raise dg.Failure(description=str(exc)) from exc
     baseline = evaluation.load_baseline(state.path)
@@ -112,9 +120,10 @@ def champion_model(
                 "policy": {"path": display_path(policy.config_path), "sha256": policy.sha256()},
             },
             bootstrap_evaluation=eval_id,
+            precondition=allowed,  # re-checked under the champion lock: a revocation since is not missed
         )
     except RegistryError as exc:
-        raise dg.Failure(description=f"version {version} not promoted: {exc}") from None
+        raise not_promoted(exc) from None
     card = evidence.write_and_log(store, state.path, pol, version, eval_id, promotion=record)
     context.log.info("version %s is the champion (previous: %s)", version, record["previous_champion"])
     return dg.MaterializeResult(

@@ -29,7 +29,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -200,13 +200,21 @@ def change_champion(
     bootstrap_evaluation: str | None = None,
     user: str | None = None,
     pause_after: str | None = None,
+    precondition: Callable[[], None] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """Make ``version`` the champion as one transaction; returns (commit record, recovery done first)."""
+    """Make ``version`` the champion as one transaction; returns (commit record, recovery done first).
+
+    ``precondition`` runs under the champion lock, after recovery and before anything moves; it
+    refuses by raising (``RegistryError``). ``champion_model`` re-checks its promotion verdict
+    there, so an approval revoked or a rollback committed after its first check is not missed.
+    """
     check = verify_audit(store, home)
     if not check.ok:
         raise RegistryError(f"{check.line(home)}; champion changes are refused until the audit log verifies")
     with champion_lock(home):
         recovered = recover(store, home)
+        if precondition is not None:
+            precondition()
         previous = store.alias_version(CHAMPION)
         txn = {
             "txn": uuid.uuid4().hex,

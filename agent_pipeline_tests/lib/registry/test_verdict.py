@@ -13,7 +13,7 @@ from agent_pipeline.lib.core import settings
 from agent_pipeline.lib.core.errors import RegistryError
 from agent_pipeline.lib.evaluation import gates
 from agent_pipeline.lib.evaluation import runs as evaluation
-from agent_pipeline.lib.registry import approvals, promotion
+from agent_pipeline.lib.registry import approvals, audit, promotion
 from agent_pipeline.lib.registry.models import ModelRegistry
 from agent_pipeline.lib.registry.policy import load_policy
 from agent_pipeline.lib.registry.verdict import promotion_verdict
@@ -112,3 +112,20 @@ def test_a_rolled_back_version_is_refused_outright(registered, policy):
             promotion_verdict(store, home, policy, version, EVAL_ID)
     finally:
         store.client.delete_model_version_tag(store.model_name, version, "rolled_back_at")
+
+
+def test_a_precondition_refusing_under_the_lock_moves_nothing(registered, policy):
+    """champion_model re-checks its verdict inside change_champion; a refusal there changes nothing."""
+    home, store, version = registered
+    before = audit.read(home)
+
+    def revoked_meanwhile() -> None:
+        raise RegistryError(f"version {version} not promoted: its approval was revoked meanwhile")
+
+    with pytest.raises(RegistryError, match="revoked meanwhile"):
+        promotion.change_champion(
+            store, home, action="promote", version=version, details={}, precondition=revoked_meanwhile
+        )
+    assert store.alias_version("champion") is None
+    assert promotion.read_intent(home) is None
+    assert audit.read(home) == before
