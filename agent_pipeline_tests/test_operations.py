@@ -70,7 +70,7 @@ def test_rollback_restores_the_previous_champion_and_what_route_serves(small_inp
     # v2 was rolled back: a second rollback (previous-champion is now v2) does not bring it back.
     undo = cli(small_inputs, home, "rollback", "--reason", "undo")
     assert undo.returncode == 2 and "version 2 was rolled back at" in undo.stderr, undo.stderr
-    assert "promote it again through the gates" in undo.stderr
+    assert "nor does a promotion: train a new candidate" in undo.stderr
     assert store.alias_version("champion") == "1"
     # Someone with MLflow write access moves the alias back to v2 by hand: doctor says so and
     # repairs nothing for a champion the audit log does not know.

@@ -25,8 +25,6 @@ from agent_pipeline.lib.evaluation import runs as evaluation
 from agent_pipeline.lib.registry.policy import RegressionGate
 
 GATES_DIR = "gates"
-# The accurate tier's float32 encoder gives single and batch confidences equal to ~1e-7 (the
-# GEMMs differ by shape); the decisions themselves must match exactly.
 
 
 @dataclass

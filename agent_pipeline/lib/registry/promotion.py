@@ -281,8 +281,8 @@ def rollback(store, home: Path, to_version: str | None = None, reason: str = "",
     if undone is not None:
         raise RegistryError(
             f"version {target} was rolled back at {undone.get('time')} (audit #{undone.get('seq')}: "
-            f"{undone.get('reason', '')}); a rollback does not bring it back: promote it again through the gates "
-            "(champion_model with its version and evaluation) after review"
+            f"{undone.get('reason', '')}); a rollback does not bring it back, nor does a promotion: train a new "
+            "candidate (train_and_promote_job), which the gates judge afresh"
         )
     if not reason.strip():
         raise RegistryError("a rollback needs a reason (--reason TEXT)")

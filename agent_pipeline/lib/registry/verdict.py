@@ -54,8 +54,8 @@ class PromotionVerdict:
 def promotion_verdict(store, home: Path, policy, version: str, evaluation_id: str) -> PromotionVerdict:
     """Judge one evaluation of ``version`` against the policy's required gates (fail closed).
 
-    A rolled-back version is refused outright (``RegistryError``): it is re-promoted explicitly
-    after review, not from an old evaluation. Gates come from ``gate_standing`` (registry and gate
+    A rolled-back version is refused outright (``RegistryError``, from the audit log or the
+    registry tag): its fix is a new candidate. Gates come from ``gate_standing`` (registry and gate
     record must agree); ``human_approval`` is judged live on the version's content hash.
     """
     version = str(version)
@@ -63,8 +63,8 @@ def promotion_verdict(store, home: Path, policy, version: str, evaluation_id: st
     rolled_back = store.version_info(version)["tags"].get("rolled_back_at") or (undone or {}).get("time")
     if rolled_back:
         raise RegistryError(
-            f"version {version} was rolled back at {rolled_back}; train a new candidate (or promote it "
-            "explicitly after review) instead of re-promoting it from an old evaluation; the champion is unchanged"
+            f"version {version} was rolled back at {rolled_back}: a rolled-back version does not come back; train a "
+            "new candidate (train_and_promote_job), which the gates judge afresh; the champion is unchanged"
         )
     required = list(policy.required_gates)
     results, disagreeing = gate_standing(store, home, version, evaluation_id)
