@@ -180,6 +180,7 @@ def cmd_evaluate(args) -> int:
 
 def cmd_status(args) -> int:
     from agent_pipeline.lib.evaluation import runs as evaluation
+    from agent_pipeline.lib.evaluation.gates import gate_standing
     from agent_pipeline.lib.registry.models import CANDIDATE, CHAMPION, PREVIOUS_CHAMPION, read_audit
 
     store = _registry(args)
@@ -203,7 +204,7 @@ def cmd_status(args) -> int:
                 "evaluation_id": ev.evaluation_id,
                 "path": str(ev.path),
                 **{k: ev.metrics.get(k) for k in ("n", "route_accuracy", "in_scope_accuracy", "fallback_recall")},
-                "gates": store.gate_results(v, ev.evaluation_id),
+                "gates": gate_standing(store, store.home, v, ev.evaluation_id)[0],
             }
         )
     found = evaluation.load_baseline(store.home)

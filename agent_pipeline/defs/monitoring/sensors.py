@@ -33,8 +33,6 @@ LANDING_RE = re.compile(r"^(\d{4}-\d{2}-\d{2})[^/]*\.jsonl$")
 DRIFT_COOLDOWN_SECONDS = 6 * 3600
 
 
-# How often the daemon evaluates the landing and drift sensors (read when the code location
-# loads). The demo sets 5 s so its story fits in minutes.
 def sensor_interval_seconds(raw: str | None) -> int:
     """``AGENT_PIPELINE_SENSOR_INTERVAL_SECONDS`` (default 30): a whole number of seconds >= 1."""
     try:
@@ -46,6 +44,8 @@ def sensor_interval_seconds(raw: str | None) -> int:
     return value
 
 
+# How often the daemon evaluates the landing and drift sensors (read when the code location
+# loads). The demo sets 5 s so its story fits in minutes.
 SENSOR_INTERVAL_S = sensor_interval_seconds(os.environ.get("AGENT_PIPELINE_SENSOR_INTERVAL_SECONDS"))
 
 

@@ -69,7 +69,7 @@ def build_card(
         r for r in records if r.get("action") in ("approve", "revoke") and str(r.get("version")) == str(version)
     ]
     gate_docs = gate_records.read_gate_records(ev.path)
-    registry_verdicts = store.gate_results(version, evaluation_id)
+    verdicts, _ = gate_records.gate_standing(store, home, version, evaluation_id)  # what the promotion counts
     found = evaluation.load_baseline(home)
     baseline = (promotion or {}).get("baseline") or (
         {"version": found[1]["version"], "evaluation_id": found[1]["evaluation_id"]} if found else None
@@ -113,12 +113,12 @@ def build_card(
                 {
                     "gate": g,
                     "required": "yes" if g in policy.required_gates else "no",
-                    "registry verdict": registry_verdicts.get(g, "not run"),
+                    "verdict": verdicts.get(g, "not run"),
                     "description": str(gate_docs.get(g, {}).get("description", ""))[:300],
                 }
                 for g in names
             ],
-            ["gate", "required", "registry verdict", "description"],
+            ["gate", "required", "verdict", "description"],
         )
     )
     for g in names:
